@@ -1,0 +1,52 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is optional.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MLOPS_HOME ?= $(CURDIR)/.mlops_home
+export MLOPS_HOME
+export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster
+export DAGSTER_DISABLE_TELEMETRY := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test ui mlflow-ui summary lock clean
+
+# The environment, from the committed lock (exact versions and hashes).
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/python -m pip install -q uv
+	$(BIN)/python -m uv pip install --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/python -m uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlops-assets demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+summary: $(STAMP)
+	$(BIN)/mlops-assets summary
+
+# The Dagster UI on 127.0.0.1:3000 over the same home the demo wrote.
+ui: $(STAMP)
+	@$(BIN)/python -c "from mlops_assets.settings import prepare_environment; prepare_environment()"
+	exec $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The MLflow UI on 127.0.0.1:5000 over the same tracking store.
+mlflow-ui: $(STAMP)
+	exec $(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLOPS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+# Re-resolve the lock after changing pyproject.toml (needs uv).
+lock:
+	$(BIN)/python -m uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	    --generate-hashes --no-header --no-annotate -o requirements.lock
+
+clean:
+	rm -rf $(MLOPS_HOME)

@@ -1,0 +1,14 @@
+"""The Dagster code location: every asset, check and sensor under ``defs/``."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from mlops_assets.settings import prepare_environment
+
+prepare_environment()
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

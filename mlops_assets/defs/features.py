@@ -1,0 +1,85 @@
+"""Features: the model's inputs, built from the raw table and the dbt daily mart."""
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from mlops_assets.datasets import current_spec
+from mlops_assets.defs.ingestion import RAW_KEY
+from mlops_assets.features import build_features, feature_columns
+from mlops_assets.resources import Lake
+from mlops_assets.tables import markdown_table, read_table, table_metadata, table_version, write_table
+
+SPEC = current_spec()
+DAILY_MART = dg.AssetKey(["daily_market"])
+LEAKAGE_CHECK = "no_single_feature_leak"
+LEAKAGE_AUC = 0.95
+
+
+@dg.asset(
+    group_name="features",
+    kinds={"polars", "delta"},
+    deps=[RAW_KEY, DAILY_MART],
+    code_version="1",
+)
+def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    """One row per raw row with what is known at that time: calendar, lags, rolling means and
+    deviations over the horizon, declared differences, the previous day's market summary (dbt
+    mart ``daily_market``), and the label: the target one horizon ahead (null until it arrives).
+    """
+    from mlops_assets.dbt import read_mart
+
+    raw_uri = lake.uri("raw", SPEC.name)
+    raw_version = table_version(raw_uri, lake.options)
+    raw = read_table(raw_uri, raw_version, lake.options)
+    daily = read_mart("daily_market")
+    df = build_features(SPEC, raw, daily)
+    result = write_table(
+        lake.uri("features", SPEC.name), df, mode="overwrite", evolve_schema=True,
+        storage_options=lake.options,
+    )
+    labelled = df.filter(pl.col(SPEC.label).is_not_null()).height
+    context.log.info(
+        "Built %d feature rows (%d labelled) from raw version %s into Delta version %s",
+        df.height, labelled, raw_version, result.version,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(result, df),
+            "raw_delta_version": raw_version,
+            "feature_count": len(feature_columns(SPEC, df)),
+            "labelled_rows": labelled,
+            "windows": ", ".join(df["window"].unique().sort().to_list()),
+        }
+    )
+
+
+@dg.asset_check(asset=features, name=LEAKAGE_CHECK, blocking=False)
+def no_single_feature_leak(lake: Lake) -> dg.AssetCheckResult:
+    """Warns when one feature alone nearly predicts the label (AUC >= 0.95): a sign of leakage."""
+    from sklearn.metrics import roc_auc_score
+
+    df = read_table(lake.uri("features", SPEC.name), storage_options=lake.options)
+    df = df.filter(pl.col(SPEC.label).is_not_null())
+    y = df[SPEC.label].to_numpy()
+    rows = []
+    for col in feature_columns(SPEC, df):
+        x = df[col].cast(pl.Float64).to_numpy()
+        ok = np.isfinite(x)
+        if ok.sum() < 10 or len(np.unique(y[ok])) < 2:
+            continue
+        auc = roc_auc_score(y[ok], x[ok])
+        rows.append((col, float(max(auc, 1 - auc))))
+    top = pl.DataFrame(rows, schema=["feature", "single_feature_auc"], orient="row").sort(
+        "single_feature_auc", descending=True
+    )
+    worst = top.row(0) if top.height else ("", 0.5)
+    return dg.AssetCheckResult(
+        passed=worst[1] < LEAKAGE_AUC,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "strongest_feature": worst[0],
+            "strongest_auc": worst[1],
+            "top_features": dg.MetadataValue.md(markdown_table(top.head(10))),
+        },
+    )

@@ -1,0 +1,77 @@
+"""Scoring: the champion's predictions for the latest window, with their provenance."""
+
+import hashlib
+from datetime import datetime, timezone
+
+import dagster as dg
+import polars as pl
+
+from mlops_assets.datasets import current_spec
+from mlops_assets.defs.features import features
+from mlops_assets.resources import Lake, MlflowTracking
+from mlops_assets.tables import read_table, table_metadata, table_version, write_table
+
+SPEC = current_spec()
+THRESHOLD = 0.5
+
+
+def prediction_ids(name: str, version: int, keys: pl.Series) -> pl.Series:
+    """Stable ids: the same model scoring the same row always gives the same id."""
+    return pl.Series(
+        "prediction_id",
+        [hashlib.sha256(f"{name}|{version}|{k}".encode()).hexdigest()[:20] for k in keys.cast(pl.String)],
+    )
+
+
+@dg.asset(group_name="scoring", kinds={"lightgbm", "delta"}, deps=[features], code_version="1")
+def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, mlflow: MlflowTracking) -> dg.MaterializeResult:
+    """The champion's probability that the target is 1 one horizon ahead, for every row of the
+    latest window. Each row carries a prediction id, the model name and version, the MLflow run
+    and the feature table version it was computed from. Re-scoring a window with the same model
+    replaces its rows; other models' predictions stay."""
+    import mlflow as ml
+
+    mlflow.setup()
+    name, version = champion["name"], champion["version"]
+    alias_now = int(mlflow.client().get_model_version_by_alias(name, "champion").version)
+    if alias_now != version:
+        context.log.warning("Champion alias moved to v%s since the champion asset ran; scoring with v%s", alias_now, alias_now)
+        version = alias_now
+    feats = ml.artifacts.load_dict(f"runs:/{mlflow.client().get_model_version(name, str(version)).run_id}/training_set.json")["features"]
+    booster = ml.lightgbm.load_model(f"models:/{name}/{version}")
+    run_id = mlflow.client().get_model_version(name, str(version)).run_id
+
+    feat_uri = lake.uri("features", SPEC.name)
+    feat_version = table_version(feat_uri, lake.options)
+    table = read_table(feat_uri, feat_version, lake.options)
+    window = table["window"].max()
+    rows = table.filter(pl.col("window") == window)
+    score = booster.predict(rows.select(feats).to_numpy())
+    out = rows.select(SPEC.timestamp, "window", "label_at").with_columns(
+        prediction_ids(name, version, rows[SPEC.timestamp]),
+        pl.Series("score", score),
+        pl.Series("predicted_label", (score >= THRESHOLD).astype("int64")),
+        pl.lit(name).alias("model_name"),
+        pl.lit(version, pl.Int64).alias("model_version"),
+        pl.lit(run_id).alias("mlflow_run_id"),
+        pl.lit(feat_version, pl.Int64).alias("features_version"),
+        pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("scored_at"),
+        pl.lit(context.run.run_id).alias("dagster_run_id"),
+    ).select("prediction_id", pl.all().exclude("prediction_id"))
+    result = write_table(
+        lake.uri("predictions", SPEC.name), out, mode="overwrite",
+        replace_where=f"window = '{window}' AND model_version = {version}",
+        partition_by=["window"], storage_options=lake.options,
+    )
+    context.log.info("Scored %d rows of window %s with %s v%s", out.height, window, name, version)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(result, out),
+            "window": window,
+            "model_version": version,
+            "mlflow_run_id": run_id,
+            "features_delta_version": feat_version,
+            "mean_score": float(score.mean()) if len(score) else 0.0,
+            "predicted_positive_share": float((score >= THRESHOLD).mean()) if len(score) else 0.0,
+        }
+    )

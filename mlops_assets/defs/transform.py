@@ -1,0 +1,109 @@
+"""The dbt project (``dbt_project/``) as Dagster assets in the ``transform`` group.
+
+The dbt source ``raw.elec2`` maps to the asset key ``["raw", "elec2"]``, so the ingestion asset
+of that key is upstream of the dbt models without further wiring. dbt tests become asset checks.
+"""
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from mlops_assets.dbt import DBT_PROJECT, ensure_manifest, row_counts
+from mlops_assets.settings import prepare_environment
+
+GROUP_NAME = "transform"
+
+_ASSET_RESOURCE_TYPES = {"model", "seed", "snapshot"}
+
+
+class TransformTranslator(DagsterDbtTranslator):
+    """Puts every dbt asset in the ``transform`` group and adds its materialization as a kind."""
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props.get("resource_type") not in _ASSET_RESOURCE_TYPES:
+            # Sources keep their own key and group: they belong to the ingestion assets.
+            return spec
+        materialized = props.get("config", {}).get("materialized")
+        kinds = {"sql", materialized} if materialized in ("table", "view") else {"sql"}
+        return spec.replace_attributes(group_name=GROUP_NAME).merge_attributes(kinds=kinds)
+
+
+def _reuse_partial_parse(target_path: Path) -> None:
+    """Start the run from the parse state ``ensure_manifest()`` left, so dbt re-parses only what
+    changed (dbt checks the file itself). dagster-dbt does this only from ``<project>/target``."""
+    saved = DBT_PROJECT.manifest_path.parent / "partial_parse.msgpack"
+    if saved.exists():
+        target_path.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(saved, target_path / saved.name)
+
+
+def _model_unique_id(event: Any) -> str | None:
+    if not isinstance(event, dg.Output):
+        return None
+    value = event.metadata.get("unique_id")
+    return value.value if isinstance(value, dg.TextMetadataValue) else None
+
+
+def _with_row_counts(events: list, manifest: Mapping[str, Any]) -> list:
+    """Add ``dagster/row_count`` to each model's Output.
+
+    dagster-dbt's ``fetch_row_counts()`` counts through an in-process dbt adapter whose
+    read-write DuckDB connection stays open after the step: later read-only opens of the file in
+    this process fail ("different configuration"), and other processes would meet its lock. It
+    also skips views. So the counts are taken here, from one short read-only connection, once
+    dbt has exited.
+    """
+    nodes = manifest.get("nodes", {})
+    relations = {}
+    for event in events:
+        node = nodes.get(_model_unique_id(event) or "", {})
+        if node.get("resource_type") in _ASSET_RESOURCE_TYPES:
+            relations[node["unique_id"]] = (node["schema"], node.get("alias") or node["name"])
+    if not relations:
+        return events
+    counts = row_counts(relations.values())
+    counted = []
+    for event in events:
+        unique_id = _model_unique_id(event)
+        if unique_id in relations:
+            row_count = counts[relations[unique_id]]
+            event = event.with_metadata({**event.metadata, "dagster/row_count": row_count})
+        counted.append(event)
+    return counted
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=DBT_PROJECT,
+    name="dbt_models",
+    dagster_dbt_translator=TransformTranslator(),
+)
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """Run ``dbt build`` for the selected models: each model, then its tests.
+
+    Events are passed on once dbt has exited (a few seconds), so that row counts can be added;
+    when dbt fails, the events it did produce are still recorded before the error is raised.
+    """
+    h = prepare_environment()
+    Path(h.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+    # One artifacts folder per run and step, under the configured dbt target path.
+    step = f"{context.op_execution_context.op.name}-{context.run.run_id}"
+    target_path = Path(h.dbt_target_path) / step
+    _reuse_partial_parse(target_path)
+    invocation = dbt.cli(["build"], context=context, target_path=target_path)
+    events, error = [], None
+    try:
+        events.extend(invocation.stream())
+    except Exception as exc:  # dbt's own failure, raised after its last event
+        error = exc
+    yield from _with_row_counts(events, invocation.manifest)
+    if error is not None:
+        raise error

@@ -1,0 +1,62 @@
+"""Feature engineering in polars: only what is known at prediction time.
+
+For a regular time series every row gets calendar features, lags and rolling statistics of the
+numeric inputs, declared differences, and the previous day's market summary from the dbt mart.
+The label is the target one horizon ahead; rows whose label has not arrived yet keep a null label
+and can be scored but not trained on.
+"""
+
+import polars as pl
+
+from mlops_assets.datasets import DatasetSpec
+
+# Columns of the feature table that are not model inputs.
+KEY_COLUMNS = ("window", "label_at")
+
+
+def _lagged(spec: DatasetSpec) -> list[str]:
+    # `period` is the slot of the day, already covered by the calendar features.
+    return [c for c in spec.numeric if c != "period"]
+
+
+def build_features(spec: DatasetSpec, raw: pl.DataFrame, daily: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The feature table for ``raw`` (one row per raw row, ordered by time)."""
+    ts, h = spec.timestamp, max(spec.horizon_steps, 1)
+    df = raw.sort(ts)
+    exprs = [
+        pl.col(ts).dt.hour().alias("hour"),
+        pl.col(ts).dt.weekday().alias("day_of_week"),
+    ]
+    for col in _lagged(spec):
+        exprs += [
+            pl.col(col).shift(1).alias(f"{col}_lag_1"),
+            pl.col(col).shift(2).alias(f"{col}_lag_2"),
+            pl.col(col).shift(h).alias(f"{col}_lag_{h}"),
+            pl.col(col).rolling_mean(h).alias(f"{col}_mean_{h}"),
+            pl.col(col).rolling_std(h).alias(f"{col}_std_{h}"),
+            (pl.col(col) - pl.col(col).rolling_mean(h)).alias(f"{col}_vs_mean_{h}"),
+        ]
+    for a, b in spec.differences:
+        exprs.append((pl.col(a) - pl.col(b)).alias(f"{a}_minus_{b}"))
+    exprs += [
+        pl.col(spec.target).cast(pl.Float64).rolling_mean(h).alias(f"{spec.target}_share_{h}"),
+        pl.col(spec.target).shift(-h).alias(spec.label),
+        (pl.col(ts) + spec.horizon).alias("label_at"),
+    ]
+    df = df.with_columns(exprs)
+    if daily is not None and daily.height:
+        day_key = daily.columns[0]
+        prev = daily.rename({c: f"prev_day_{c}" for c in daily.columns if c != day_key}).with_columns(
+            (pl.col(day_key).cast(pl.Date) + pl.duration(days=1)).alias("_join_day")
+        ).drop(day_key)
+        df = df.with_columns(pl.col(ts).dt.date().alias("_join_day")).join(
+            prev, on="_join_day", how="left"
+        ).drop("_join_day")
+    drop = ["source_file", "source_sha256", "source_line", "loaded_at"]
+    return df.drop([c for c in drop if c in df.columns]).sort(ts)
+
+
+def feature_columns(spec: DatasetSpec, df: pl.DataFrame) -> list[str]:
+    """The model's input columns, in table order."""
+    skip = {spec.timestamp, spec.label, *KEY_COLUMNS}
+    return [c for c in df.columns if c not in skip]
