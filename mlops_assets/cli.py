@@ -61,7 +61,41 @@ def demo(args) -> int:
     result = _materialize(keys, run_config=run_config)
     print(f"    run {result.run_id} succeeded\n")
     print_summary()
+    if args.replay_through:
+        _replay(args, last)
     return 0
+
+
+def _replay(args, last: str) -> None:
+    """Replay the months after the first training through the sensors, then print a timeline."""
+    import os
+
+    import dagster as dg
+
+    from mlops_assets.defs.ingestion import windows
+    from mlops_assets.defs.sensors import landing_dir
+    from mlops_assets.definitions import defs
+    from mlops_assets.replay import HEADER, Loop, replay
+    from mlops_assets.settings import home
+    from mlops_assets.sources import fetch_elec2
+
+    # A replay compresses months into minutes, so the wall-clock cooldown and daily cap that
+    # protect a live deployment would block every retrain after the first: lift them here.
+    os.environ["MLOPS_RETRAIN_COOLDOWN_MINUTES"] = "0"
+    os.environ["MLOPS_RETRAIN_DAILY_CAP"] = "1000"
+    keys = [k for k in windows.get_partition_keys() if last < k <= f"{args.replay_through}-01"]
+    months = [k[:7] for k in keys]
+    print(f"\nReplaying {len(months)} months ({months[0]} .. {months[-1]}) through the sensors:")
+    print("each lands in the landing folder, is ingested, scored and monitored; a failing drift or")
+    print("performance check makes the retrain sensor retrain, and the gate decides the champion.\n")
+    print(HEADER)
+    loop = Loop(dg.DagsterInstance.get(), defs(),
+                run_config={"ops": {"hyperparameters": {"config": {"n_trials": args.trials}}}})
+    steps = replay(loop, months, fetch_elec2(home().downloads_dir), landing_dir())
+    retrains = sum(s.retrained for s in steps)
+    print(f"\n{retrains} retrain(s) over {len(steps)} months. The timeline is in the Dagster UI too:")
+    print("sensor ticks under Automation, runs tagged mlops/trigger=landing or retrain, and the")
+    print("monitoring/performance and monitoring/drift Delta tables.")
 
 
 def summary(args) -> int:
@@ -79,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the main job on Elec2 and print a summary")
     p.add_argument("--through", default="1996-08", help="last window to ingest (YYYY-MM); it is the one scored")
     p.add_argument("--trials", type=int, default=20, help="Optuna trials")
+    p.add_argument("--replay-through", default="", help="after the first training, replay months up to this one (YYYY-MM) through the sensors")
     p.set_defaults(func=demo)
     p = sub.add_parser("summary", help="print what the home holds: tables, model, champion, drift")
     p.set_defaults(func=summary)

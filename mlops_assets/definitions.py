@@ -1,4 +1,4 @@
-"""The Dagster code location: every asset, check and sensor under ``defs/``."""
+"""The Dagster code location: every asset, check, sensor and resource under ``defs/``."""
 
 from pathlib import Path
 

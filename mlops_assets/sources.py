@@ -95,6 +95,13 @@ def read_source(spec: DatasetSpec, path: Path) -> pl.DataFrame:
     if missing:
         raise SourceError(f"{path}: expected columns {missing} are missing; found {df.columns}")
     df = df.rename(spec.rename)
+    if spec.timestamp in df.columns and df.schema[spec.timestamp] == pl.String:
+        try:
+            df = df.with_columns(
+                pl.col(spec.timestamp).str.to_datetime(time_unit="us", time_zone="UTC")
+            )
+        except Exception as exc:
+            raise SourceError(f"{path}: column {spec.timestamp!r} is not a timestamp: {exc}") from exc
     if spec.timestamp not in df.columns:
         if spec.start is None or spec.step is None:
             raise SourceError(f"{path}: no column {spec.timestamp!r} and no start/step to rebuild it")

@@ -13,7 +13,8 @@ Writes enforce the table's schema:
 
 An empty batch commits nothing. Every write is a single Delta commit, so a reader always sees a
 table at its old or its new version. Blind appends that lose a commit race are retried; overwrites
-and merges that lose one raise :class:`WriteConflict` instead of being re-run on data they never saw.
+and merges that lose one raise :class:`WriteConflict` instead of being re-run on data they never
+saw.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 if TYPE_CHECKING:  # dagster is imported lazily: worker processes that only write stay light
@@ -39,8 +40,7 @@ if TYPE_CHECKING:  # dagster is imported lazily: worker processes that only writ
 log = logging.getLogger(__name__)
 
 WRITE_ID_KEY = "mlops_assets.write_id"
-"""Commit-info key holding a unique id per write call, so a retried append can tell whether an
-earlier attempt already landed (and is then not written twice)."""
+"""Commit-info key holding a unique id per write call (for audits and for matching log lines)."""
 
 
 class SchemaMismatch(ValueError):
@@ -52,7 +52,7 @@ class DuplicateKeys(ValueError):
 
 
 class WriteConflict(RuntimeError):
-    """Another writer committed to the table first, and this write cannot safely be re-run blindly."""
+    """Another writer committed first, and this write cannot safely be re-run blindly."""
 
     def __init__(self, uri: str, operation: str, read_version: int | None,
                  current_version: int | None, reason: str):
@@ -62,8 +62,8 @@ class WriteConflict(RuntimeError):
         self.current_version = current_version
         super().__init__(
             f"{uri}: {operation} lost a commit race: it read version {read_version}, but the table "
-            f"is now at version {current_version} ({reason.strip().splitlines()[0]}). Nothing of this "
-            "write was committed; re-run it against the new version if it still applies."
+            f"is now at version {current_version} ({reason.strip().splitlines()[0]}). Nothing of "
+            "this write was committed; re-run it against the new version if it still applies."
         )
 
 
@@ -103,7 +103,8 @@ def read_table(
 ) -> pl.DataFrame:
     """Read a Delta table, optionally as of an earlier version (time travel)."""
     if open_table(uri, storage_options) is None:
-        raise FileNotFoundError(f"No Delta table at {uri}: materialize the asset that writes it first.")
+        raise FileNotFoundError(
+            f"No Delta table at {uri}: materialize the asset that writes it first.")
     return pl.read_delta(uri, version=version, storage_options=storage_options)
 
 
@@ -125,7 +126,8 @@ _UNSIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.in
 
 
 def _storage_type(t: pa.DataType) -> pa.DataType:
-    """The Arrow type Delta stores for ``t``: plain strings, binaries and lists, signed integers."""
+    """The Arrow type Delta stores for ``t``: plain strings, binaries and lists, signed integers,
+    microsecond timestamps."""
     if pa.types.is_dictionary(t):
         return _storage_type(t.value_type)
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
@@ -134,6 +136,8 @@ def _storage_type(t: pa.DataType) -> pa.DataType:
         return pa.binary()
     if t in _UNSIGNED:
         return _UNSIGNED[t]
+    if pa.types.is_timestamp(t) and t.unit != "us":
+        return pa.timestamp("us", t.tz)  # Delta keeps microseconds; a checked cast refuses loss
     if pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
         return pa.list_(_storage_type(t.value_type))
     if pa.types.is_list(t):
@@ -275,26 +279,40 @@ def _count(table: DeltaTable) -> int:
     return pl.scan_delta(table).select(pl.len()).collect().item()
 
 
-def _find_commit(uri: str, storage_options: dict | None, after: int | None,
-                 write_id: str) -> int | None:
-    """The version, newer than ``after``, whose commit carries ``write_id``; None if none does."""
-    table = open_table(uri, storage_options)
-    if table is None:
-        return None
-    newest = table.version()
-    start = -1 if after is None else after
-    if newest <= start:
-        return None
-    for entry in table.history(limit=newest - start):
-        if entry.get(WRITE_ID_KEY) == write_id:
-            return int(entry["version"])
-    return None
+def _creation_version(uri: str, storage_options: dict | None, app_id: str) -> int:
+    """The version at which the write tagged ``app_id`` landed on a table it found missing.
+
+    Usually 0. When another writer created the table first, delta-rs appends to it instead, so
+    the version is looked up: the tag is absent before that commit and present from it on.
+    (``DeltaTable.history()`` is no help here: delta-rs 1.6.6 numbers its entries from the loaded
+    snapshot while listing commits from the newest one, which goes wrong under concurrent writes.)
+    """
+    def tagged(version: int | None) -> bool:
+        table = DeltaTable(uri, version=version, storage_options=storage_options)
+        return table.transaction_version(app_id) is not None
+
+    if tagged(0):
+        return 0
+    latest = DeltaTable(uri, storage_options=storage_options).version()
+    if not tagged(latest):
+        raise RuntimeError(f"{uri}: the write that created the table left no trace ({app_id})")
+    lo, hi = 1, latest
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tagged(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
-def _commit_properties(commit_metadata: dict | None, write_id: str,
-                       max_commit_retries: int | None) -> CommitProperties:
+def _commit_properties(commit_metadata: dict | None, write_id: str, max_commit_retries: int | None,
+                       app_id: str | None = None) -> CommitProperties:
     meta = {**(commit_metadata or {}), WRITE_ID_KEY: write_id}
-    return CommitProperties(custom_metadata=meta, max_commit_retries=max_commit_retries)
+    return CommitProperties(
+        custom_metadata=meta, max_commit_retries=max_commit_retries,
+        app_transactions=[Transaction(app_id, 1, int(time.time() * 1000))] if app_id else None,
+    )
 
 
 def _backoff(attempt: int, base: float = 0.05, cap: float = 1.0) -> float:
@@ -333,10 +351,10 @@ def write_table(
     table (or the rows matching ``replace_where``).
 
     Appends that lose a commit race to another writer are retried (at most ``max_attempts`` in all,
-    with jittered backoff): a blind append does not depend on what it raced, and each attempt
-    first checks that no earlier one landed. Overwrites are not re-run: a full overwrite fails on
-    any concurrent commit, a ``replace_where`` on one that touched its rows (delta-rs checks which),
-    both with :class:`WriteConflict`.
+    with jittered backoff): a blind append does not depend on what it raced, and delta-rs raises
+    ``CommitFailedError`` only when nothing of the attempt was committed. Overwrites are not
+    re-run: a full overwrite fails on any concurrent commit, a ``replace_where`` on one that
+    touched its rows (delta-rs checks which), both with :class:`WriteConflict`.
     """
     if mode not in ("append", "overwrite"):
         raise ValueError(f"{uri}: mode must be 'append' or 'overwrite', not {mode!r}")
@@ -353,17 +371,15 @@ def write_table(
     # when the concurrent commit did not touch its predicate; appends commute with everything.
     delta_retries = 0 if operation == "overwrite" else None
 
-    first_read: int | None = None
     for attempt in range(1, max(1, max_attempts) + 1):
         existing = open_table(uri, storage_options)
         read_version = None if existing is None else existing.version()
-        if attempt == 1:
-            first_read = read_version
         if existing is not None and partition_by:
             have = list(existing.metadata().partition_columns)
             if have != list(partition_by):
                 raise SchemaMismatch(
-                    f"{uri}: table is partitioned by {have}, the write asks for {list(partition_by)}"
+                    f"{uri}: table is partitioned by {have}, "
+                    f"the write asks for {list(partition_by)}"
                 )
 
         data, op = batch, operation
@@ -384,6 +400,9 @@ def write_table(
         else:
             _refuse_untyped(data, data.column_names, declared, uri, "a new table never gets")
 
+        # Writing through the DeltaTable we checked makes its version the read version, so a
+        # schema or data change committed since then is seen by delta-rs' conflict check.
+        app_id = None if existing is not None else f"mlops_assets.create.{write_id}"
         try:
             write_deltalake(
                 existing if existing is not None else uri,
@@ -393,34 +412,29 @@ def write_table(
                 partition_by=partition_by if existing is None else None,
                 schema_mode="merge" if evolve_schema and existing is not None else None,
                 storage_options=storage_options,
-                commit_properties=_commit_properties(commit_metadata, write_id, delta_retries),
+                commit_properties=_commit_properties(
+                    commit_metadata, write_id, delta_retries, app_id),
             )
         except CommitFailedError as e:
+            # delta-rs raises this only when no commit of this attempt was written.
             current = table_version(uri, storage_options)
             if operation != "append":
                 log.warning("%s: %s conflicted (read version %s, now %s): %s",
                             uri, op, read_version, current, e)
                 raise WriteConflict(uri, op, read_version, current, str(e)) from e
-            landed = _find_commit(uri, storage_options, first_read, write_id)
-            if landed is not None:  # an attempt reported failure but its commit is there
-                version, table = landed, None
-                break
             if attempt >= max_attempts:
-                raise WriteConflict(uri, f"append (after {attempt} attempts)", read_version,
-                                    current, str(e)) from e
+                raise WriteConflict(uri, f"append (gave up after {attempt} attempts)",
+                                    read_version, current, str(e)) from e
             wait = _backoff(attempt)
             log.warning("%s: append attempt %d/%d lost a commit race (read version %s, now %s); "
-                        "retrying in %.3fs", uri, attempt, max_attempts, read_version, current, wait)
+                        "retrying in %.3fs",
+                        uri, attempt, max_attempts, read_version, current, wait)
             time.sleep(wait)
             continue
         if existing is not None:
-            version = existing.version()  # delta-rs moves the object to the version it committed
-            table = existing
+            version, table = existing.version(), existing  # delta-rs moved it to its commit
         else:
-            version = _find_commit(uri, storage_options, None, write_id)
-            if version is None:  # cannot happen on a consistent store; do not guess
-                raise RuntimeError(f"{uri}: created the table but cannot find commit {write_id}")
-            table = None
+            version, table = _creation_version(uri, storage_options, app_id), None
         break
 
     if table is None or table.version() != version:
@@ -436,7 +450,8 @@ def _duplicate_keys(df: pl.DataFrame, keys: list[str], limit: int = 20) -> tuple
     counts = df.group_by(keys, maintain_order=True).len(name="__n").filter(pl.col("__n") > 1)
     parts = []
     for row in counts.head(limit).iter_rows(named=True):
-        key = ", ".join(f"{k}={row[k]!r}" if isinstance(row[k], str) else f"{k}={row[k]}" for k in keys)
+        key = ", ".join(f"{k}={row[k]!r}" if isinstance(row[k], str) else f"{k}={row[k]}"
+                        for k in keys)
         parts.append(f"{key if len(keys) == 1 else '(' + key + ')'} ×{row['__n']}")
     if counts.height > limit:
         parts.append(f"… and {counts.height - limit} more")
@@ -454,7 +469,7 @@ def upsert_table(
     commit_metadata: dict[str, str] | None = None,
     schema: dict[str, pl.DataType] | None = None,
 ) -> WriteResult:
-    """Merge ``df`` into the table at ``uri`` on ``keys``: matching rows are updated, the rest inserted.
+    """Merge ``df`` into the table at ``uri`` on ``keys``: matches are updated, the rest inserted.
 
     Columns the batch lacks keep their stored values on updated rows and are null on inserted
     ones. New columns are added when ``evolve_schema`` (null for untouched rows) and refused
@@ -468,7 +483,8 @@ def upsert_table(
     if not keys:
         raise ValueError(f"{uri}: an upsert needs at least one key column")
     if on_duplicates not in ("refuse", "last_wins"):
-        raise ValueError(f"{uri}: on_duplicates must be 'refuse' or 'last_wins', not {on_duplicates!r}")
+        raise ValueError(
+            f"{uri}: on_duplicates must be 'refuse' or 'last_wins', not {on_duplicates!r}")
     declared = dict(schema or {})
     if declared:
         df = _apply_declared(df, declared, uri)
@@ -477,7 +493,8 @@ def upsert_table(
         raise SchemaMismatch(f"{uri}: key column(s) {missing} are not in the batch ({df.columns})")
     null_keys = {k: df.get_column(k).null_count() for k in keys if df.get_column(k).null_count()}
     if null_keys:
-        raise ValueError(f"{uri}: upsert keys must not be null; null count per key column: {null_keys}")
+        raise ValueError(
+            f"{uri}: upsert keys must not be null; null count per key column: {null_keys}")
     n_dup, listing = _duplicate_keys(df, keys)
     if n_dup:
         if on_duplicates == "refuse":
@@ -503,7 +520,8 @@ def upsert_table(
     absent = [k for k in keys if k not in target.names]
     if absent:
         raise SchemaMismatch(f"{uri}: key column(s) {absent} are not in the table ({target.names})")
-    batch = _conform(_to_storage(df.to_arrow(), uri), target, uri, evolve_schema, fill_missing=False)
+    batch = _conform(_to_storage(df.to_arrow(), uri), target, uri, evolve_schema,
+                     fill_missing=False)
     new_columns = [n for n in batch.column_names if n not in target.names]
     _refuse_untyped(batch, new_columns, declared, uri, "schema evolution never adds")
     if new_columns:
@@ -525,12 +543,14 @@ def upsert_table(
         )
     except CommitFailedError as e:
         current = table_version(uri, storage_options)
-        log.warning("%s: merge conflicted (read version %s, now %s): %s", uri, read_version, current, e)
+        log.warning("%s: merge conflicted (read version %s, now %s): %s",
+                    uri, read_version, current, e)
         raise WriteConflict(uri, "merge", read_version, current, str(e)) from e
     version = existing.version()
     total = _count(existing)
     counts = {k: metrics.get(k) for k in ("num_target_rows_inserted", "num_target_rows_updated")}
-    log.info("%s: merge committed %d rows (%d inserted, %d updated) -> version %d (table now %d rows)",
+    log.info("%s: merge committed %d rows (%d inserted, %d updated) -> version %d "
+             "(table now %d rows)",
              uri, batch.num_rows, counts["num_target_rows_inserted"] or 0,
              counts["num_target_rows_updated"] or 0, version, total)
     return WriteResult(uri, version, batch.num_rows, True, total, "merge", metrics)

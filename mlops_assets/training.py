@@ -8,6 +8,7 @@ the scoring window is left out, because that label was not known when scoring be
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -80,6 +81,70 @@ def content_hash(df: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
+SPLITS = ("train", "valid", "holdout")
+
+
+class TrainingSetError(ValueError):
+    """A training set that cannot be trained on. Raised before anything is logged or registered."""
+
+
+def validate_training_set(spec: DatasetSpec, df: pl.DataFrame, features: list[str]) -> None:
+    """Refuse a training set that would give a meaningless or broken model, naming every problem.
+
+    The label must be 0 or 1 in every row (no null, NaN or inf); the declared input columns, the
+    label, the time column and ``split`` must be present; features must be numeric and finite
+    (null and NaN are fine: LightGBM treats them as missing); each split must hold rows, and
+    each must hold both classes, since training needs positives and AUC is undefined without them.
+    """
+    required = [spec.timestamp, spec.label, "split", *spec.numeric, *spec.categorical]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise TrainingSetError(
+            f"The training set lacks column(s) {missing}; it has {df.columns}. "
+            "Rebuild it with the `training_set` asset from the current features."
+        )
+    problems = []
+    label = df.get_column(spec.label)
+    if not (label.dtype.is_numeric() or label.dtype == pl.Boolean):
+        problems.append(f"label {spec.label!r} is {label.dtype}, not numeric 0/1")
+    else:
+        y = label.cast(pl.Float64)
+        kinds = {"null": y.is_null(), "NaN": y.is_nan().fill_null(False),
+                 "inf": y.is_infinite().fill_null(False)}
+        for kind, mask in kinds.items():
+            if mask.any():
+                first = df.filter(mask)[spec.timestamp][0]
+                problems.append(
+                    f"label {spec.label!r} is {kind} in {int(mask.sum())} row(s), first at {first}"
+                )
+        other = y.filter(y.is_finite().fill_null(False) & ~y.is_in([0.0, 1.0]))
+        if other.len():
+            problems.append(f"label {spec.label!r} holds values other than 0 and 1, e.g. {other[0]}")
+    non_numeric = [c for c in features if not (df.schema[c].is_numeric() or df.schema[c] == pl.Boolean)]
+    if non_numeric:
+        problems.append(f"feature column(s) {non_numeric} are not numeric "
+                        f"({[str(df.schema[c]) for c in non_numeric]})")
+    infinite = [c for c in features if c not in non_numeric and df.schema[c].is_float()
+                and df.get_column(c).is_infinite().any()]
+    if infinite:
+        problems.append(f"feature column(s) {infinite} hold inf values")
+    unknown = sorted(set(df.get_column("split").drop_nulls().unique()) - set(SPLITS))
+    if unknown or df.get_column("split").null_count():
+        problems.append(f"split holds values other than {list(SPLITS)}: {unknown or ['null']}")
+    if not problems:
+        for split in SPLITS:
+            y = df.filter(pl.col("split") == split).get_column(spec.label).cast(pl.Float64)
+            positives = int((y == 1).sum())
+            if y.len() == 0:
+                problems.append(f"split {split!r} has no rows")
+            elif positives == 0:
+                problems.append(f"split {split!r} has no positive labels ({spec.label} = 1) in {y.len()} rows")
+            elif positives == y.len():
+                problems.append(f"split {split!r} has no negative labels ({spec.label} = 0) in {y.len()} rows")
+    if problems:
+        raise TrainingSetError("The training set cannot be trained on:\n  - " + "\n  - ".join(problems))
+
+
 def _dataset(df: pl.DataFrame, features: list[str], label: str, reference=None) -> lgb.Dataset:
     return lgb.Dataset(
         df.select(features).to_numpy(), label=df[label].to_numpy(),
@@ -90,11 +155,15 @@ def _dataset(df: pl.DataFrame, features: list[str], label: str, reference=None) 
 def train_booster(
     params: dict, train: pl.DataFrame, valid: pl.DataFrame, features: list[str], label: str,
     max_rounds: int = 1000, early_stopping: int = 50, record: dict | None = None,
+    callbacks: list | None = None,
 ) -> lgb.Booster:
-    """Train with early stopping on ``valid``; ``record`` collects the per-round metrics."""
+    """Train with early stopping on ``valid``; ``record`` collects the per-round metrics.
+
+    The result depends only on the rows, their order, ``params`` and the seed: LightGBM runs on
+    one thread in deterministic mode (see ``BASE_PARAMS``)."""
     dtrain = _dataset(train, features, label)
     dvalid = _dataset(valid, features, label, reference=dtrain)
-    callbacks = [lgb.early_stopping(early_stopping, verbose=False), lgb.log_evaluation(0)]
+    callbacks = [lgb.early_stopping(early_stopping, verbose=False), lgb.log_evaluation(0), *(callbacks or [])]
     if record is not None:
         callbacks.append(lgb.record_evaluation(record))
     return lgb.train(
@@ -104,7 +173,7 @@ def train_booster(
 
 
 def binary_metrics(y_true: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """AUC, log loss, accuracy, precision and recall of probabilities ``p``."""
+    """AUC, log loss, and accuracy, precision and recall at ``threshold`` of probabilities ``p``."""
     from sklearn.metrics import accuracy_score, log_loss, precision_score, recall_score, roc_auc_score
 
     pred = (p >= threshold).astype(int)
@@ -120,6 +189,47 @@ def binary_metrics(y_true: np.ndarray, p: np.ndarray, threshold: float = 0.5) ->
     }
 
 
+# Metrics the promotion rule may compare, and whether a higher value is better.
+HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "precision": True, "recall": True, "log_loss": False}
+
+
+def calibration_table(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> pl.DataFrame:
+    """Rows, mean predicted probability and observed positive rate per equal-width bin of ``p``.
+    Empty bins are kept (0 rows, null rates) so that every table has the same ``bins`` rows."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        n = int(mask.sum())
+        rows.append((b + 1, float(edges[b]), float(edges[b + 1]), n,
+                     float(p[mask].mean()) if n else None, float(y_true[mask].mean()) if n else None))
+    return pl.DataFrame(
+        rows, orient="row",
+        schema={"bin": pl.Int64, "from": pl.Float64, "to": pl.Float64, "rows": pl.Int64,
+                "mean_predicted": pl.Float64, "observed_rate": pl.Float64},
+    )
+
+
+def confusion_matrix(y_true: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> pl.DataFrame:
+    """Counts of actual class (rows) by predicted class (columns) at ``threshold``."""
+    pred = (p >= threshold).astype(int)
+    y = np.asarray(y_true).astype(int)
+    return pl.DataFrame({
+        "actual": ["0", "1"],
+        "predicted_0": [int(((y == 0) & (pred == 0)).sum()), int(((y == 1) & (pred == 0)).sum())],
+        "predicted_1": [int(((y == 0) & (pred == 1)).sum()), int(((y == 1) & (pred == 1)).sum())],
+    })
+
+
+# --------------------------------------------------------------------------------------------
+# Tuning
+
+
+REPORT_EVERY = 10
+"""Rounds between two reports of the validation AUC to Optuna's pruner."""
+
+
 def search_space(trial) -> dict:
     return {
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
@@ -132,32 +242,176 @@ def search_space(trial) -> dict:
     }
 
 
-def tune(
-    train: pl.DataFrame, valid: pl.DataFrame, features: list[str], label: str, *,
-    n_trials: int, storage: str, study_name: str, timeout: float | None = None, seed: int = SEED,
-    on_trial=None,
-):
-    """Run (or resume) a seeded Optuna study maximising validation AUC; returns the study."""
+class PruneOnValidation:
+    """LightGBM callback: every ``every`` rounds, report the validation metric to an Optuna trial
+    and stop the training (``optuna.TrialPruned``) when the trial's pruner says it is hopeless.
+
+    This is what ``optuna-integration``'s LightGBM callback does; it is kept here so that the
+    platform does not need that package for one class.
+    """
+
+    order = 25  # after LightGBM's recording callbacks, before early stopping (30)
+
+    def __init__(self, trial, every: int = REPORT_EVERY, valid_name: str = "valid", metric: str = "auc"):
+        self.trial, self.every, self.valid_name, self.metric = trial, every, valid_name, metric
+
+    def __call__(self, env) -> None:
+        import optuna
+
+        step = env.iteration + 1
+        if step % self.every:
+            return
+        for data_name, metric, value, _ in env.evaluation_result_list:
+            if (data_name, metric) == (self.valid_name, self.metric):
+                break
+        else:
+            raise ValueError(f"No {self.metric!r} on {self.valid_name!r} in LightGBM's evaluation results")
+        self.trial.report(float(value), step)
+        if self.trial.should_prune():
+            reason = f"{self.valid_name} {self.metric} {value:.4f} at round {step} is below the pruner's bar"
+            self.trial.set_user_attr("pruned_reason", reason)
+            self.trial.set_user_attr("pruned_at_round", step)
+            raise optuna.TrialPruned(reason)
+
+
+class _CheckedTrial:
+    """An Optuna trial that refuses non-finite intermediate values: the trial is pruned on the
+    spot, with the reason as a user attribute, instead of a NaN reaching the pruner or the plots."""
+
+    def __init__(self, trial):
+        self._trial = trial
+
+    def report(self, value: float, step: int) -> None:
+        import optuna
+
+        if not math.isfinite(value):
+            reason = f"reported a non-finite value ({value}) at step {step}"
+            self._trial.set_user_attr("pruned_reason", reason)
+            raise optuna.TrialPruned(reason)
+        self._trial.report(value, step)
+
+    def __getattr__(self, name):
+        return getattr(self._trial, name)
+
+
+def _checked(objective: Callable) -> Callable:
+    """``objective`` such that every way a trial can go wrong ends with a reason in its user
+    attributes: a non-finite report or return value, or an exception (the study goes on; see
+    :func:`run_study`)."""
+
+    def run(trial):
+        import optuna
+
+        try:
+            value = objective(_CheckedTrial(trial))
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            trial.set_user_attr("failed_reason", f"{type(e).__name__}: {e}"[:500])
+            raise
+        if value is None or not math.isfinite(float(value)):
+            # Optuna marks a trial FAILED when its value is not finite; say why.
+            trial.set_user_attr("failed_reason", f"the objective returned a non-finite value ({value})")
+            return float("nan")
+        return float(value)
+
+    return run
+
+
+def make_pruner(startup_trials: int = 5, warmup_rounds: int = 20):
+    """The median pruner: a trial stops when its validation AUC at a round is below the median of
+    earlier trials at that round. It has no randomness, so a seeded study stays reproducible."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_rounds)
+
+
+def run_study(
+    objective: Callable, *, study_name: str, storage: str, n_trials: int,
+    timeout: float | None = None, seed: int = SEED, pruner=None, on_trial: Callable | None = None,
+):
+    """Run (or resume) a seeded, persistent Optuna study that maximises ``objective``.
+
+    ``n_trials`` is the study's total budget: trials finished in an earlier run count. ``timeout``
+    (seconds) stops this run early. A trial that reports or returns a non-finite value, or
+    raises, ends pruned or failed with its reason as a user attribute and the search goes on;
+    only when no trial at all completes does this raise, listing the reasons.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner if pruner is not None else optuna.pruners.NopPruner(),
     )
+    remaining = n_trials - len([t for t in study.trials if t.state.is_finished()])
+    if remaining > 0:
+        study.optimize(
+            _checked(objective), n_trials=remaining, timeout=timeout, catch=(Exception,),
+            callbacks=[on_trial] if on_trial else None,
+        )
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        reasons = sorted({
+            t.user_attrs.get("failed_reason") or t.user_attrs.get("pruned_reason") or t.state.name
+            for t in study.trials
+        })
+        raise RuntimeError(f"No trial of study {study_name!r} completed ({len(study.trials)} run): {reasons}")
+    return study
+
+
+def trial_outcome(study, trial) -> str:
+    """One line on a finished trial for a person following the search."""
+    import optuna
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    best_text = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
+    state = trial.state.name
+    if state == "COMPLETE":
+        mark = " (new best)" if best is not None and best.number == trial.number else ""
+        return f"trial {trial.number} COMPLETE value {trial.value:.4f}{mark}; {best_text}"
+    reason = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("failed_reason") or ""
+    return f"trial {trial.number} {state}: {reason}; {best_text}"
+
+
+def tune(
+    train: pl.DataFrame, valid: pl.DataFrame, features: list[str], label: str, *,
+    n_trials: int, storage: str, study_name: str, timeout: float | None = None, seed: int = SEED,
+    pruner=None, on_trial: Callable | None = None,
+):
+    """Search LightGBM parameters maximising validation AUC; poor trials are pruned on the
+    validation AUC every ``REPORT_EVERY`` rounds. Returns the study (see :func:`run_study`)."""
     y_valid = valid[label].to_numpy()
 
     def objective(trial):
         params = search_space(trial)
-        booster = train_booster(params, train, valid, features, label, max_rounds=500, early_stopping=30)
+        booster = train_booster(
+            params, train, valid, features, label, max_rounds=500, early_stopping=30,
+            callbacks=[PruneOnValidation(trial)],
+        )
         p = booster.predict(valid.select(features).to_numpy(), num_iteration=booster.best_iteration)
-        auc = binary_metrics(y_valid, p)["auc"]
         trial.set_user_attr("best_iteration", int(booster.best_iteration))
-        if not math.isfinite(auc):
-            raise optuna.TrialPruned(f"validation AUC is not finite ({auc})")
-        return auc
+        return binary_metrics(y_valid, p)["auc"]
 
-    remaining = n_trials - len([t for t in study.trials if t.state.is_finished()])
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[on_trial] if on_trial else None)
-    return study
+    return run_study(
+        objective, study_name=study_name, storage=storage, n_trials=n_trials, timeout=timeout,
+        seed=seed, pruner=pruner if pruner is not None else make_pruner(), on_trial=on_trial,
+    )
+
+
+def param_importances(study, seed: int = SEED) -> dict[str, float]:
+    """fANOVA importance of each searched parameter for the objective (seeded, so repeatable);
+    empty when fewer than two trials completed or nothing varied."""
+    import optuna
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return {}
+    try:
+        return optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        )
+    except (RuntimeError, ValueError) as e:  # e.g. a single distinct value per parameter
+        log.info("No parameter importances for study %s: %s", study.study_name, e)
+        return {}

@@ -1,11 +1,14 @@
 """Ingestion: the raw table, one monthly window at a time, validated before it is written."""
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from mlops_assets.datasets import current_spec
+from mlops_assets.freshness import RAW_FRESHNESS
 from mlops_assets.resources import Lake
 from mlops_assets.settings import home
 from mlops_assets.sources import fetch_elec2, read_source
@@ -19,6 +22,14 @@ SCHEMA_CHECK = "raw_schema"
 windows = dg.MonthlyPartitionsDefinition(start_date="1996-05-01", end_date="1999-01-01")
 
 
+class RawConfig(dg.Config):
+    source_path: str = Field(
+        default="",
+        description="A file to ingest instead of the bundled source, e.g. one that landed in the "
+        "landing folder. Only its rows inside the selected windows are written.",
+    )
+
+
 @dg.asset(
     key=RAW_KEY,
     group_name="ingestion",
@@ -30,8 +41,9 @@ windows = dg.MonthlyPartitionsDefinition(start_date="1996-05-01", end_date="1999
     check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset=RAW_KEY, blocking=True,
                                    description="The batch matches the declared schema (pandera).")],
     metadata={"partition_expr": "window"},
+    freshness_policy=RAW_FRESHNESS,
 )
-def raw_table(context: dg.AssetExecutionContext, lake: Lake):
+def raw_table(context: dg.AssetExecutionContext, config: RawConfig, lake: Lake):
     """The source data as delivered, one row per source row, in monthly windows.
 
     Columns are renamed to the dataset declaration, the timestamp is rebuilt where the file has
@@ -40,7 +52,7 @@ def raw_table(context: dg.AssetExecutionContext, lake: Lake):
     """
     keys = context.partition_keys
     wanted = [k[:7] for k in keys]  # "1996-05-01" -> "1996-05"
-    source = fetch_elec2(home().downloads_dir)
+    source = Path(config.source_path) if config.source_path else fetch_elec2(home().downloads_dir)
     df = read_source(SPEC, source).filter(pl.col("window").is_in(wanted))
     df = df.with_columns(pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("loaded_at"))
 

@@ -7,7 +7,8 @@ from pydantic import Field
 from mlops_assets.datasets import current_spec
 from mlops_assets.defs.features import features
 from mlops_assets.defs.training import training_set
-from mlops_assets.resources import Lake, ReportStore
+from mlops_assets.resources import Lake, MlflowTracking, ReportStore
+from mlops_assets.tables import markdown_table
 from mlops_assets.tables import read_table, table_metadata, table_version, write_table
 
 SPEC = current_spec()
@@ -86,3 +87,81 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: L
         metadata={"window": window, "drift_share": summary.drift_share,
                   "drifted": ", ".join(c.column for c in summary.columns if c.status == "drift")},
     )
+
+
+PERFORMANCE_CHECK = "champion_performance"
+
+
+class PerformanceConfig(dg.Config):
+    min_auc: float = Field(default=0.6, description="The check fails when a window's AUC falls below this.")
+    max_drop: float = Field(default=0.1, description="... or when it falls this far below the model's holdout AUC at training time.")
+    min_label_coverage: float = Field(default=0.9, description="Share of a window's predictions whose label must have arrived before it is judged.")
+
+
+def _training_auc(client, name: str, version: int) -> float | None:
+    try:
+        run_id = client.get_model_version(name, str(version)).run_id
+        return client.get_run(run_id).data.metrics.get("holdout_auc")
+    except Exception:  # a version deleted from the registry: no reference figure
+        return None
+
+
+@dg.asset(
+    group_name="monitoring", kinds={"polars", "delta"}, deps=["predictions", features], code_version="1",
+    check_specs=[dg.AssetCheckSpec(PERFORMANCE_CHECK, asset="model_performance",
+                                   description="The champion's AUC on its latest labelled window holds up.")],
+)
+def model_performance(context: dg.AssetExecutionContext, config: PerformanceConfig, lake: Lake, mlflow: MlflowTracking):
+    """How each model version did on each window it scored, once the labels arrived: AUC,
+    accuracy and label coverage beside the holdout AUC the model had at training time. The
+    latest figures are metadata, so the UI plots them across materializations."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    preds = read_table(lake.uri("predictions", SPEC.name), storage_options=lake.options)
+    feats = read_table(lake.uri("features", SPEC.name), storage_options=lake.options)
+    labels = feats.select(SPEC.timestamp, SPEC.label)
+    joined = preds.join(labels, on=SPEC.timestamp, how="left")
+    client = mlflow.client()
+    rows = []
+    for (window, name, version), part in joined.group_by(["window", "model_name", "model_version"], maintain_order=True):
+        known = part.drop_nulls(SPEC.label)
+        coverage = known.height / part.height if part.height else 0.0
+        y = known[SPEC.label].to_numpy()
+        auc = float(roc_auc_score(y, known["score"])) if len(np.unique(y)) == 2 else None
+        acc = float(accuracy_score(y, known["predicted_label"])) if len(y) else None
+        rows.append({
+            "window": window, "model_name": name, "model_version": int(version),
+            "predictions": part.height, "labelled": known.height, "label_coverage": coverage,
+            "auc": auc, "accuracy": acc, "training_holdout_auc": _training_auc(client, name, version),
+        })
+    schema = {"window": pl.String, "model_name": pl.String, "model_version": pl.Int64, "predictions": pl.Int64,
+              "labelled": pl.Int64, "label_coverage": pl.Float64, "auc": pl.Float64, "accuracy": pl.Float64,
+              "training_holdout_auc": pl.Float64}
+    table = pl.DataFrame(rows, schema=schema).sort("window", "model_version")
+    result = write_table(lake.uri("monitoring", "performance"), table, mode="overwrite", storage_options=lake.options)
+
+    champion = int(mlflow.client().get_model_version_by_alias(table["model_name"][0], "champion").version) if table.height else None
+    judged = table.filter(
+        (pl.col("model_version") == champion) & (pl.col("label_coverage") >= config.min_label_coverage)
+        & pl.col("auc").is_not_null()
+    )
+    meta = {**table_metadata(result, table), "windows": dg.MetadataValue.md(markdown_table(table))}
+    if judged.height:
+        last = judged.row(-1, named=True)
+        ref = last["training_holdout_auc"]
+        failed = last["auc"] < config.min_auc or (ref is not None and ref - last["auc"] > config.max_drop)
+        meta.update({"window": last["window"], "auc": last["auc"], "accuracy": last["accuracy"],
+                     "model_version": last["model_version"]})
+        context.log.info("Champion v%s on window %s: AUC %.3f (training holdout %s)", champion,
+                         last["window"], last["auc"], f"{ref:.3f}" if ref is not None else "n/a")
+        check = dg.AssetCheckResult(
+            check_name=PERFORMANCE_CHECK, passed=not failed,
+            metadata={"window": last["window"], "auc": last["auc"], "min_auc": config.min_auc,
+                      "training_holdout_auc": ref if ref is not None else -1.0, "max_drop": config.max_drop},
+        )
+    else:
+        check = dg.AssetCheckResult(check_name=PERFORMANCE_CHECK, passed=True,
+                                    metadata={"note": "no window of the champion has its labels yet"})
+    yield dg.MaterializeResult(metadata=meta)
+    yield check
