@@ -18,7 +18,7 @@ def test_definitions_load_with_every_group():
     assert groups["training"] == {"training_set", "hyperparameters", "model", "evaluation"}
     assert groups["registry"] == {"champion"}
     assert groups["scoring"] == {"predictions"}
-    assert groups["monitoring"] == {"drift_report"}
+    assert groups["monitoring"] == {"drift_report", "model_performance"}
 
 
 def test_lineage_runs_from_raw_through_dbt_to_predictions():

@@ -44,6 +44,7 @@ def _int_env(name: str, default: int) -> int:
 def pending_triggers(instance: dg.DagsterInstance, handled: dict) -> list[tuple[str, str]]:
     """Failing evaluations not yet handled, as (label, id) pairs. ``handled`` maps a watched
     item to the last evaluation id (or freshness timestamp) already acted on."""
+    from dagster._core.definitions.freshness import FreshnessState
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     found = []
@@ -57,7 +58,7 @@ def pending_triggers(instance: dg.DagsterInstance, handled: dict) -> list[tuple[
         ):
             found.append((label, str(record.id)))
     fresh = instance.get_freshness_state_records([MODEL_KEY]).get(MODEL_KEY)
-    if fresh is not None and fresh.freshness_state == dg.FreshnessState.FAIL:
+    if fresh is not None and fresh.freshness_state == FreshnessState.FAIL:
         stamp = int(fresh.updated_at.timestamp())
         if stamp > handled.get("model:freshness", 0):
             found.append(("model:freshness", str(stamp)))

@@ -1,29 +1,49 @@
-"""Training: the training set, the hyperparameter search, the model and its evaluation."""
+"""Training: the training set, the hyperparameter search, the model and its evaluation.
 
-import json
+Every step after ``training_set`` reads one pinned Delta version of it and validates it first
+(:func:`mlops_assets.training.validate_training_set`), so a bad training set fails with the
+reason before anything is tuned, logged or registered.
+"""
+
 import math
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from pydantic import Field
 
+from mlops_assets import plots
 from mlops_assets.datasets import current_spec
 from mlops_assets.defs.features import features
 from mlops_assets.features import feature_columns
+from mlops_assets.registry import CHALLENGER, CHAMPION, alias_version, require_signature
 from mlops_assets.resources import Lake, MlflowTracking, OptunaStudies
-from mlops_assets.tables import markdown_table, read_table, table_metadata, table_version, write_table
+from mlops_assets.tables import (
+    markdown_table,
+    open_table,
+    read_table,
+    table_metadata,
+    table_version,
+    write_table,
+)
 from mlops_assets.training import (
+    SPLITS,
     binary_metrics,
+    calibration_table,
     choose_windows,
+    confusion_matrix,
     content_hash,
+    make_pruner,
+    param_importances,
     split_training_set,
     train_booster,
+    trial_outcome,
     tune,
+    validate_training_set,
 )
 
 SPEC = current_spec()
 MODEL_NAME = f"{SPEC.name}_lightgbm"
+HYPERPARAMETERS_KEY = dg.AssetKey("hyperparameters")
 
 
 class TrainingSetConfig(dg.Config):
@@ -33,22 +53,28 @@ class TrainingSetConfig(dg.Config):
     holdout_share: float = Field(default=0.15, description="Latest share of rows, held out for evaluation.")
 
 
-@dg.asset(group_name="training", kinds={"polars", "delta"}, deps=[features], code_version="1")
+@dg.asset(group_name="training", kinds={"polars", "delta"}, deps=[features], code_version="2")
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: Lake) -> dg.MaterializeResult:
     """Labelled rows of the windows before the scoring window, split by time into train, valid
     and holdout. Rows whose label falls inside the scoring window are left out (embargo).
-    Its metadata records the Delta versions it was built from and a content hash, so the exact
-    set can be rebuilt later by time travel."""
+    Each Delta commit records the versions it was built from, its windows and a content hash,
+    so the exact set can be read again by time travel and its lineage told from the table alone."""
     feat_uri = lake.uri("features", SPEC.name)
     feat_version = table_version(feat_uri, lake.options)
     feats = read_table(feat_uri, feat_version, lake.options)
     windows = choose_windows(feats["window"].to_list(), config.train_windows, config.scoring_window or None)
     df = split_training_set(SPEC, feats, windows, config.valid_share, config.holdout_share)
+    validate_training_set(SPEC, df, feature_columns(SPEC, df.drop("split")))
     digest = content_hash(df)
+    raw_version = _raw_version_of(context, feat_version)
     result = write_table(
         lake.uri("training_set", SPEC.name), df, mode="overwrite", evolve_schema=True,
         storage_options=lake.options,
-        commit_metadata={"features_version": str(feat_version), "content_sha256": digest},
+        commit_metadata={
+            "features_version": str(feat_version), "raw_version": str(raw_version),
+            "content_sha256": digest, "train_windows": ",".join(windows.train),
+            "scoring_window": windows.scoring,
+        },
     )
     sizes = df.group_by("split").agg(pl.len().alias("rows"), pl.col(SPEC.label).mean().alias("positive_rate"))
     context.log.info(
@@ -59,7 +85,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, l
         metadata={
             **table_metadata(result, df),
             "features_delta_version": feat_version,
-            "raw_delta_version": _raw_version_of(context, feat_version),
+            "raw_delta_version": raw_version,
             "train_windows": ", ".join(windows.train),
             "scoring_window": windows.scoring,
             "time_range": f"{df[SPEC.timestamp].min()} .. {df[SPEC.timestamp].max()}",
@@ -71,58 +97,169 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, l
 
 def _raw_version_of(context: dg.AssetExecutionContext, feat_version: int | None) -> int:
     """The raw table version the current features were built from, from the features' metadata."""
-    event = context.instance.get_latest_materialization_event(features.key)
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    meta = _latest_metadata(context.instance, features.key)
     value = meta.get("raw_delta_version")
-    return int(value.value) if value is not None else -1
+    return int(value) if value is not None else -1
+
+
+def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    event = instance.get_latest_materialization_event(key)
+    if not event or not event.asset_materialization:
+        return {}
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
 def _splits(lake: Lake, version: int | None = None):
+    """The training set at ``version`` (default: the latest), validated, with its splits and
+    feature columns."""
     uri = lake.uri("training_set", SPEC.name)
     version = table_version(uri, lake.options) if version is None else version
     df = read_table(uri, version, lake.options)
-    parts = {name: df.filter(pl.col("split") == name) for name in ("train", "valid", "holdout")}
-    return version, df, parts
+    feats = feature_columns(SPEC, df.drop("split", strict=False))
+    validate_training_set(SPEC, df, feats)
+    parts = {name: df.filter(pl.col("split") == name) for name in SPLITS}
+    return version, df, parts, feats
+
+
+def _lineage(lake: Lake, version: int, df: pl.DataFrame) -> dict:
+    """Where training set ``version`` came from, from its own Delta commit, after checking that
+    the rows read are the rows that were written (the commit's content hash)."""
+    uri = lake.uri("training_set", SPEC.name)
+    commit = next((h for h in open_table(uri, lake.options).history() if h.get("version") == version), {})
+    digest = content_hash(df)
+    recorded = commit.get("content_sha256")
+    if recorded and recorded != digest:
+        raise dg.Failure(
+            f"{uri} version {version} does not match the content hash recorded when it was "
+            f"written ({recorded[:12]} vs {digest[:12]}); nothing was logged or registered."
+        )
+
+    def as_int(value):
+        return int(value) if value not in (None, "") else None
+
+    return {
+        "uri": uri,
+        "training_set_delta_version": version,
+        "content_sha256": digest,
+        "features_delta_version": as_int(commit.get("features_version")),
+        "raw_delta_version": as_int(commit.get("raw_version")),
+        "train_windows": commit.get("train_windows", ""),
+        "scoring_window": commit.get("scoring_window", ""),
+        "label": SPEC.label,
+        "timestamp": SPEC.timestamp,
+        "splits": {name: _span(df.filter(pl.col("split") == name)) for name in SPLITS},
+    }
+
+
+def _span(part: pl.DataFrame) -> dict:
+    ts = part[SPEC.timestamp]
+    return {"rows": part.height, "from": str(ts.min()), "to": str(ts.max()),
+            "positive_rate": float(part[SPEC.label].mean())}
 
 
 class TuningConfig(dg.Config):
     n_trials: int = Field(default=20, description="Trials in the Optuna study (raise for a wider search).")
     timeout_s: float = Field(default=0, description="Stop the search after this many seconds (0 = no limit).")
+    pruning: bool = Field(default=True, description="Stop trials whose validation AUC falls below the median of earlier trials.")
+    pruning_startup_trials: int = Field(default=5, description="Trials that always run to the end before pruning starts.")
+    pruning_warmup_rounds: int = Field(default=20, description="Boosting rounds a trial always gets before it can be pruned.")
 
 
-@dg.asset(group_name="training", kinds={"optuna"}, deps=[training_set], code_version="1")
-def hyperparameters(context: dg.AssetExecutionContext, config: TuningConfig, lake: Lake, optuna: OptunaStudies) -> dg.Output:
-    """The best LightGBM parameters found by a seeded Optuna study maximising validation AUC.
-    The study is stored persistently and named after the training set's content, so rerunning on
-    the same data resumes it instead of starting over."""
-    version, df, parts = _splits(lake)
-    feats = feature_columns(SPEC, parts["train"].drop("split"))
+def _storage_for_display(storage: str) -> str:
+    """The storage URL without a password, fit for metadata and MLflow tags."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
+
+
+@dg.asset(group_name="training", kinds={"optuna", "mlflow"}, deps=[training_set], code_version="2")
+def hyperparameters(
+    context: dg.AssetExecutionContext, config: TuningConfig, lake: Lake, optuna: OptunaStudies,
+    mlflow: MlflowTracking,
+) -> dg.Output:
+    """The best LightGBM parameters found by a seeded Optuna study maximising validation AUC,
+    with poor trials pruned on the validation AUC as they train. The study is stored
+    persistently and named after the training set's content, so rerunning on the same data
+    resumes it instead of starting over. Each search is an MLflow run with the optimisation
+    history and the parameter importances as charts."""
+    import optuna as op
+
+    version, df, parts, feats = _splits(lake)
     study_name = f"{MODEL_NAME}-{content_hash(df)[:12]}"
+    pruner = (make_pruner(config.pruning_startup_trials, config.pruning_warmup_rounds)
+              if config.pruning else op.pruners.NopPruner())
 
     def progress(study, trial):
-        best = study.best_value if any(t.value is not None for t in study.trials) else float("nan")
-        context.log.info("trial %d: %s value=%s best=%.4f", trial.number, trial.state.name, trial.value, best)
+        context.log.info("%s/%d: %s", study_name, config.n_trials, trial_outcome(study, trial))
 
     study = tune(
         parts["train"], parts["valid"], feats, SPEC.label, n_trials=config.n_trials,
-        storage=optuna.storage, study_name=study_name, timeout=config.timeout_s or None, on_trial=progress,
+        storage=optuna.storage, study_name=study_name, timeout=config.timeout_s or None,
+        pruner=pruner, on_trial=progress,
     )
     best = study.best_trial
     params = {**best.params, "bagging_freq": 1}
+    states = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    importances = param_importances(study)
     trials = pl.DataFrame(
-        [(t.number, t.state.name, t.value) for t in study.trials], schema=["trial", "state", "value"], orient="row"
+        [(t.number, t.state.name, t.value,
+          t.user_attrs.get("pruned_reason") or t.user_attrs.get("failed_reason") or "")
+         for t in study.trials],
+        schema={"trial": pl.Int64, "state": pl.String, "value": pl.Float64, "reason": pl.String},
+        orient="row",
+    )
+    history_chart = plots.optimisation_history(study.trials)
+    importance_chart = plots.param_importances(importances) if importances else None
+    summary = {
+        "study_name": study_name, "trials": len(study.trials), "states": states,
+        "best_trial": best.number, "best_value": float(best.value), "params": params,
+    }
+    storage = _storage_for_display(optuna.storage)
+    context.log.info(
+        "Study %s: %d trials (%d complete, %d pruned, %d failed); best trial %d, valid AUC %.4f",
+        study_name, len(study.trials), states["COMPLETE"], states["PRUNED"], states["FAIL"],
+        best.number, best.value,
+    )
+
+    ml, _ = mlflow.setup()
+    with mlflow.start_run(context, run_name=f"tune-{study_name}") as run:
+        ml.set_tags({"optuna_study": study_name, "optuna_storage": storage,
+                     "training_set_delta_version": str(version)})
+        ml.log_params(params)
+        ml.log_metrics({"best_valid_auc": float(best.value), "trials": len(study.trials),
+                        **{f"trials_{s.lower()}": n for s, n in states.items()}})
+        ml.log_figure(history_chart, "tuning/optimisation_history.png")
+        if importance_chart is not None:
+            ml.log_figure(importance_chart, "tuning/param_importances.png")
+        ml.log_dict({**summary, "importances": importances}, "tuning/summary.json")
+        ml.log_text(trials.write_csv(), "tuning/trials.csv")
+        run_id, exp_id = run.info.run_id, run.info.experiment_id
+
+    imp_table = pl.DataFrame(
+        {"parameter": list(importances), "importance": [float(v) for v in importances.values()]},
+        schema={"parameter": pl.String, "importance": pl.Float64},
     )
     return dg.Output(
         params,
         metadata={
             "study_name": study_name,
-            "storage": optuna.storage,
+            "storage": storage,
             "trials": len(study.trials),
+            "trials_complete": states["COMPLETE"],
+            "trials_pruned": states["PRUNED"],
+            "trials_failed": states["FAIL"],
             "best_trial": best.number,
             "best_valid_auc": float(best.value),
             "best_params": dg.MetadataValue.json(params),
             "training_set_delta_version": version,
+            "mlflow_run_id": run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(exp_id, run_id)),
             "trials_table": dg.MetadataValue.md(markdown_table(trials.tail(30))),
+            "optimisation_history": dg.MetadataValue.md(plots.markdown_image(history_chart, "optimisation history")),
+            "param_importances": dg.MetadataValue.md(
+                markdown_table(imp_table) + ("\n\n" + plots.markdown_image(importance_chart, "parameter importances")
+                                             if importance_chart is not None else "")
+            ),
         },
     )
 
@@ -133,21 +270,56 @@ def _signature(df: pl.DataFrame, feats: list[str]):
     from mlflow.types import ColSpec, Schema
 
     kinds = {pl.Float64: "double", pl.Float32: "float", pl.Int64: "long", pl.Int32: "integer",
-             pl.Int16: "integer", pl.Int8: "integer", pl.UInt32: "long", pl.Boolean: "boolean"}
-    cols = [ColSpec(kinds.get(df.schema[c], "double"), c) for c in feats]
+             pl.Int16: "integer", pl.Int8: "integer", pl.UInt8: "integer", pl.UInt16: "integer",
+             pl.UInt32: "long", pl.Boolean: "boolean"}
+    unknown = {c: str(df.schema[c]) for c in feats if df.schema[c] not in kinds}
+    if unknown:
+        raise dg.Failure(f"No MLflow type for feature column(s) {unknown}; nothing was logged or registered.")
+    cols = [ColSpec(kinds[df.schema[c]], c) for c in feats]
     return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double", "probability")]))
 
 
-@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version="1")
+def _input_example(train: pl.DataFrame, feats: list[str]):
+    """Five complete training rows (rows with missing values would not fit integer columns)."""
+    complete = train.select(feats).drop_nulls()
+    return (complete if complete.height else train.select(feats)).head(5).to_pandas()
+
+
+def _log_datasets(ml, lineage: dict, parts: dict[str, pl.DataFrame]) -> None:
+    """The training set's splits as MLflow dataset inputs whose source is the Delta table at its
+    version. Only the path and version are recorded; nothing is read or downloaded again."""
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+
+    version = lineage["training_set_delta_version"]
+    source = DeltaDatasetSource(path=lineage["uri"], delta_table_version=version)
+    contexts = {"train": "training", "valid": "validation", "holdout": "evaluation"}
+    for split, part in parts.items():
+        dataset = ml.data.from_polars(
+            part, source=source, targets=SPEC.label,
+            name=f"training_set/{SPEC.name}@v{version}:{split}",
+            digest=content_hash(part)[:16],
+        )
+        ml.log_input(dataset, context=contexts[split], tags={
+            "split": split, "delta_version": str(version),
+            "features_delta_version": str(lineage["features_delta_version"]),
+        })
+
+
+@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version="2")
 def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, mlflow: MlflowTracking) -> dg.Output:
-    """The LightGBM classifier trained on the training set with the best parameters, logged to
-    MLflow (params, per-round validation metrics, feature importance, signature, input example)
-    and registered as a new version of the registered model with the alias ``challenger``."""
+    """The LightGBM classifier trained with the best parameters on the training set version they
+    were tuned on, logged to MLflow as one run (params, per-round validation metrics, feature
+    importance, the Delta versions read as dataset inputs, Dagster run, asset and code version as
+    tags, a signature from the declared schema and an input example) and registered as a new
+    version of the registered model with the alias ``challenger``. A version whose signature
+    cannot be read back is deleted and the step fails."""
     import lightgbm as lgb
     from mlflow.entities import Metric
 
-    version, df, parts = _splits(lake)
-    feats = feature_columns(SPEC, parts["train"].drop("split"))
+    tuning = _latest_metadata(context.instance, HYPERPARAMETERS_KEY)
+    pinned = tuning.get("training_set_delta_version")
+    version, df, parts, feats = _splits(lake, pinned)
+    lineage = _lineage(lake, version, df)
     record: dict = {}
     booster = train_booster(hyperparameters, parts["train"], parts["valid"], feats, SPEC.label, record=record)
     best_it = booster.best_iteration
@@ -162,34 +334,49 @@ def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, 
 
     gain = booster.feature_importance("gain")
     importance = pl.DataFrame({"feature": feats, "gain": gain.astype(float)}).sort("gain", descending=True)
-    example = parts["train"].select(feats).drop_nulls().head(5).to_pandas()
-    digest = content_hash(df)
+    signature = _signature(parts["train"], feats)
+    example = _input_example(parts["train"], feats)
+    lineage.update(features=feats, best_iteration=best_it)
+    tuning_summary = {
+        "study_name": tuning.get("study_name"), "trials": tuning.get("trials"),
+        "states": {"COMPLETE": tuning.get("trials_complete"), "PRUNED": tuning.get("trials_pruned"),
+                   "FAIL": tuning.get("trials_failed")},
+        "best_trial": tuning.get("best_trial"), "best_value": tuning.get("best_valid_auc"),
+        "mlflow_run_id": tuning.get("mlflow_run_id"),
+    }
+    code_version = context.assets_def.code_versions_by_key.get(context.asset_key) or ""
 
     ml, _ = mlflow.setup()
     with mlflow.start_run(context, run_name=f"{MODEL_NAME}-{context.run.run_id[:8]}") as run:
         ml.log_params({**hyperparameters, "best_iteration": best_it, "features": len(feats)})
-        ml.set_tags({"training_set_delta_version": str(version), "training_set_sha256": digest})
+        ml.set_tags({
+            "training_set_delta_version": str(version), "training_set_sha256": lineage["content_sha256"],
+            "features_delta_version": str(lineage["features_delta_version"]),
+            "raw_delta_version": str(lineage["raw_delta_version"]),
+            "dagster_code_version": code_version, "optuna_study": str(tuning.get("study_name")),
+            "tuning_mlflow_run_id": str(tuning.get("mlflow_run_id")),
+        })
+        _log_datasets(ml, lineage, parts)
         ml.log_metrics(metrics)
         series = record.get("valid", {})
         history = [Metric(f"valid_{name}", float(v), 0, i) for name, vals in series.items() for i, v in enumerate(vals)]
         for i in range(0, len(history), 900):
             mlflow.client().log_batch(run.info.run_id, metrics=history[i : i + 900])
         ml.log_dict(dict(zip(feats, map(float, gain))), "feature_importance_gain.json")
-        ml.log_dict({"training_set_delta_version": version, "content_sha256": digest, "features": feats},
-                    "training_set.json")
+        ml.log_dict(lineage, "training_set.json")
+        ml.log_dict(tuning_summary, "tuning.json")
         info = ml.lightgbm.log_model(
-            booster, name="model", signature=_signature(parts["train"], feats), input_example=example,
+            booster, name="model", signature=signature, input_example=example,
             pip_requirements=[f"lightgbm=={lgb.__version__}"], registered_model_name=MODEL_NAME,
         )
         run_id, exp_id = run.info.run_id, run.info.experiment_id
     client = mlflow.client()
     mv = client.get_model_version(MODEL_NAME, str(info.registered_model_version))
-    if not mv.source:
-        raise dg.Failure(f"{MODEL_NAME} version {mv.version} was registered without a source.")
-    client.set_registered_model_alias(MODEL_NAME, "challenger", mv.version)
+    require_signature(client, MODEL_NAME, mv.version, feats)
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, mv.version)
     context.log.info(
-        "Registered %s version %s (run %s): valid AUC %.4f, holdout AUC %.4f",
-        MODEL_NAME, mv.version, run_id, metrics["valid_auc"], metrics["holdout_auc"],
+        "Registered %s version %s (run %s) from training set v%s: valid AUC %.4f, holdout AUC %.4f",
+        MODEL_NAME, mv.version, run_id, version, metrics["valid_auc"], metrics["holdout_auc"],
     )
     ref = {
         "name": MODEL_NAME, "version": int(mv.version), "run_id": run_id, "experiment_id": exp_id,
@@ -205,6 +392,7 @@ def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, 
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(exp_id, run_id)),
             "mlflow_model": dg.MetadataValue.url(mlflow.model_url(MODEL_NAME, mv.version)),
             "training_set_delta_version": version,
+            "features_delta_version": lineage["features_delta_version"] if lineage["features_delta_version"] is not None else -1,
             "best_iteration": best_it,
             **{k: float(v) for k, v in metrics.items() if k.endswith(("auc", "log_loss", "accuracy"))},
             "feature_importance": dg.MetadataValue.md(markdown_table(importance.head(15))),
@@ -212,51 +400,106 @@ def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, 
     )
 
 
-@dg.asset(group_name="training", kinds={"lightgbm"}, code_version="1")
-def evaluation(context: dg.AssetExecutionContext, model: dict, lake: Lake, mlflow: MlflowTracking) -> dg.Output:
-    """Holdout metrics of the new model and, on the same rows, of the current champion: the
-    evidence the promotion decision rests on."""
+class EvaluationConfig(dg.Config):
+    threshold: float = Field(default=0.5, description="Probability from which a row is predicted positive.")
+
+
+def _score(ml, uri: str, feats: list[str], rows: pl.DataFrame):
+    """Probabilities of the registered model at ``uri`` for ``rows`` and its booster, or the
+    reason it could not score them (recorded, and then rejected by the promotion gate)."""
+    missing = [c for c in feats if c not in rows.columns]
+    if missing:
+        return None, None, f"the window lacks its feature column(s) {missing}"
+    try:
+        booster = ml.lightgbm.load_model(uri)
+        p = booster.predict(rows.select(feats).to_numpy())
+    except Exception as e:
+        return None, None, f"{uri} could not be loaded or scored: {type(e).__name__}: {e}"
+    return p, booster, None
+
+
+@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version="2")
+def evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, model: dict, lake: Lake, mlflow: MlflowTracking,
+) -> dg.Output:
+    """The new model (challenger) and the current champion, both loaded from the registry and
+    scored on the same rows: the holdout of the training set the challenger was trained on,
+    which is the most recent labelled window before the scoring window. Holds metrics at the
+    threshold, a 10-bin calibration table, the confusion matrix and the gain importance, with a
+    chart. A model that cannot be loaded or scored is recorded with the reason, for the
+    promotion gate to reject."""
     import mlflow as ml
 
-    mlflow.setup()
-    _, _, parts = _splits(lake, model["training_set_version"])
+    client = mlflow.client()
+    _, _, parts, _ = _splits(lake, model["training_set_version"])
     holdout = parts["holdout"]
     y = holdout[SPEC.label].to_numpy()
+    ts = holdout[SPEC.timestamp]
+    window = {"start": str(ts.min()), "end": str(ts.max()), "rows": int(len(y)),
+              "training_set_version": model["training_set_version"]}
 
-    def score(uri: str, feats: list[str]) -> dict:
-        booster = ml.lightgbm.load_model(uri)
-        return binary_metrics(y, booster.predict(holdout.select(feats).to_numpy()))
+    p, booster, challenger_error = _score(ml, model["uri"], model["features"], holdout)
+    challenger = binary_metrics(y, p, config.threshold) if p is not None else None
+    champion_version, champion, champion_error = alias_version(client, model["name"], CHAMPION), None, None
+    if champion_version == model["version"]:
+        champion = challenger
+    elif champion_version is not None:
+        champ = client.get_model_version(model["name"], str(champion_version))
+        champ_feats = ml.artifacts.load_dict(f"runs:/{champ.run_id}/training_set.json")["features"]
+        champ_p, _, champion_error = _score(ml, f"models:/{model['name']}/{champion_version}", champ_feats, holdout)
+        champion = binary_metrics(y, champ_p, config.threshold) if champ_p is not None else None
 
-    challenger = score(model["uri"], model["features"])
-    champion_version, champion = None, None
-    try:
-        mv = mlflow.client().get_model_version_by_alias(model["name"], "champion")
-        champion_version = int(mv.version)
-    except Exception:  # no champion yet
-        pass
+    shown = ("auc", "log_loss", "accuracy", "precision", "recall")
+    rows = [("challenger", model["version"], *[challenger[k] if challenger else None for k in shown])]
     if champion_version is not None:
-        champ_feats = json.loads(
-            ml.artifacts.load_text(f"runs:/{mv.run_id}/training_set.json")
-        )["features"]
-        if set(champ_feats) <= set(holdout.columns):
-            champion = score(f"models:/{model['name']}/{champion_version}", champ_feats)
-    rows = [("challenger", model["version"], *[challenger[k] for k in ("auc", "log_loss", "accuracy")])]
-    if champion:
-        rows.append(("champion", champion_version, *[champion[k] for k in ("auc", "log_loss", "accuracy")]))
-    table = pl.DataFrame(rows, schema=["role", "version", "auc", "log_loss", "accuracy"], orient="row")
-    context.log.info("Holdout (%d rows): %s", len(y), table.to_dicts())
-    out = {"challenger": challenger, "champion": champion, "champion_version": champion_version,
-           "holdout_rows": len(y), "model": model}
-    return dg.Output(
-        out,
-        metadata={
-            "holdout_rows": len(y),
-            "auc": challenger["auc"],
-            "log_loss": challenger["log_loss"],
-            "accuracy": challenger["accuracy"],
-            "precision": challenger["precision"],
-            "recall": challenger["recall"],
-            **({"champion_auc": champion["auc"]} if champion else {}),
-            "comparison": dg.MetadataValue.md(markdown_table(table)),
-        },
+        rows.append(("champion", champion_version, *[champion[k] if champion else None for k in shown]))
+    comparison = pl.DataFrame(
+        rows, orient="row",
+        schema={"role": pl.String, "version": pl.Int64, **{k: pl.Float64 for k in shown}},
     )
+    metadata = {
+        "holdout_rows": len(y),
+        "window": f"{window['start']} .. {window['end']}",
+        "threshold": config.threshold,
+        "comparison": dg.MetadataValue.md(markdown_table(comparison)),
+    }
+    if champion_version is not None:
+        metadata["champion_version"] = champion_version
+    if champion:
+        metadata["champion_auc"] = champion["auc"]
+    if champion_error:
+        metadata["champion_error"] = champion_error
+    calibration = None
+    if challenger_error:
+        context.log.warning("Challenger v%s could not be evaluated: %s", model["version"], challenger_error)
+        metadata["challenger_error"] = challenger_error
+    else:
+        calibration = calibration_table(y, p)
+        confusion = confusion_matrix(y, p, config.threshold)
+        importance = pl.DataFrame(
+            {"feature": booster.feature_name(), "gain": booster.feature_importance("gain").astype(float)}
+        ).sort("gain", descending=True)
+        chart = plots.evaluation(calibration, importance, f"{model['name']} v{model['version']} on {len(y)} holdout rows")
+        client.log_figure(model["run_id"], chart, "evaluation/holdout.png")
+        client.log_dict(model["run_id"], {"window": window, "threshold": config.threshold,
+                                          "challenger": challenger, "champion": champion,
+                                          "champion_version": champion_version,
+                                          "calibration": calibration.to_dicts(),
+                                          "confusion": confusion.to_dicts()}, "evaluation/metrics.json")
+        metadata.update({
+            **{k: challenger[k] for k in shown},
+            "calibration": dg.MetadataValue.md(markdown_table(calibration)),
+            "confusion_matrix": dg.MetadataValue.md(markdown_table(confusion)),
+            "feature_importance": dg.MetadataValue.md(markdown_table(importance.head(15))),
+            "chart": dg.MetadataValue.md(plots.markdown_image(chart, "calibration and feature importance")),
+        })
+    context.log.info("Holdout %s (%d rows): %s", metadata["window"], len(y), comparison.to_dicts())
+    out = {
+        "challenger": challenger, "challenger_error": challenger_error,
+        "champion": champion, "champion_error": champion_error, "champion_version": champion_version,
+        "holdout_rows": len(y), "window": window, "threshold": config.threshold,
+        "calibration": calibration.to_dicts() if calibration is not None else None,
+        "model": model,
+    }
+    return dg.Output(out, metadata=metadata)
+

@@ -1,0 +1,101 @@
+"""Model cards: one markdown page per registered model version, written from its lineage.
+
+Plain functions, no Dagster or MLflow: the caller gathers the facts (from the MLflow run's
+lineage artifacts, the evaluation and the Dagster check records) and this module only renders
+them, so a card never states anything that was not recorded.
+"""
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from mlops_assets.tables import markdown_table
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    name: str
+    version: int
+    run_id: str
+    decision: str
+    reason: str
+    dataset: str
+    """What the data is (the dataset declaration's description)."""
+    lineage: dict
+    """The model's ``training_set.json``: table URI, Delta versions, hash, windows, time ranges."""
+    schema: list[tuple[str, str]]
+    """Input columns and their types, from the registered signature."""
+    tuning: dict
+    """The model's ``tuning.json``: study, trial counts by state, best trial and value."""
+    params: dict
+    comparison: pl.DataFrame
+    """One row per role (challenger, champion) with the evaluation metrics on the same rows."""
+    window: dict
+    """The evaluation window: start, end, rows."""
+    checks: list[tuple[str, str]] = field(default_factory=list)
+    """(check, outcome) for the promotion gate and the checks on the data upstream."""
+    limits: list[str] = field(default_factory=list)
+
+
+def render(facts: CardFacts) -> str:
+    lin, tun = facts.lineage, facts.tuning
+    splits = pl.DataFrame(
+        [(s, r["rows"], r["from"], r["to"], r["positive_rate"]) for s, r in lin.get("splits", {}).items()],
+        schema=["split", "rows", "from", "to", "positive_rate"], orient="row",
+    )
+    schema = pl.DataFrame(facts.schema, schema=["column", "type"], orient="row")
+    params = pl.DataFrame(
+        [(k, str(v)) for k, v in sorted(facts.params.items())], schema=["parameter", "value"], orient="row"
+    )
+    checks = pl.DataFrame(facts.checks, schema=["check", "outcome"], orient="row")
+    counts = tun.get("states", {})
+    lines = [
+        f"# Model card: {facts.name} version {facts.version}",
+        "",
+        f"**Promotion decision:** {facts.decision} ({facts.reason})  ",
+        f"**MLflow run:** `{facts.run_id}`",
+        "",
+        "## Data",
+        facts.dataset,
+        "",
+        f"- Training set: `{lin.get('uri')}` at Delta version {lin.get('training_set_delta_version')} "
+        f"(sha256 `{str(lin.get('content_sha256', ''))[:16]}…`)",
+        f"- Built from features Delta version {lin.get('features_delta_version')}, "
+        f"raw Delta version {lin.get('raw_delta_version')}",
+        f"- Windows trained on: {lin.get('train_windows') or 'not recorded'}; "
+        f"scoring window: {lin.get('scoring_window') or 'not recorded'}",
+        "",
+        markdown_table(splits),
+        "",
+        "## Schema",
+        f"{schema.height} input columns, label `{lin.get('label')}` (1 = positive), "
+        "output: probability of the positive class.",
+        "",
+        markdown_table(schema),
+        "",
+        "## Tuning",
+        f"Optuna study `{tun.get('study_name')}`: {tun.get('trials')} trials "
+        f"({counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} pruned, "
+        f"{counts.get('FAIL', 0)} failed); best trial {tun.get('best_trial')} with validation AUC "
+        f"{_num(tun.get('best_value'))}. Trained for {lin.get('best_iteration')} rounds with:",
+        "",
+        markdown_table(params),
+        "",
+        "## Metrics against the champion",
+        f"Same rows for both: {facts.window.get('rows')} labelled rows from {facts.window.get('start')} "
+        f"to {facts.window.get('end')}.",
+        "",
+        markdown_table(facts.comparison),
+        "",
+        "## Checks",
+        markdown_table(checks) if checks.height else "No check results were recorded.",
+        "",
+        "## Known limits",
+        *[f"- {limit}" for limit in facts.limits],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
