@@ -61,7 +61,7 @@ def demo(args) -> int:
     result = _materialize(keys, run_config=run_config)
     print(f"    run {result.run_id} succeeded\n")
     print_summary()
-    if args.replay_through:
+    if args.replay_through and args.replay_through != "none":
         _replay(args, last)
     return 0
 
@@ -85,17 +85,22 @@ def _replay(args, last: str) -> None:
     os.environ["MLOPS_RETRAIN_DAILY_CAP"] = "1000"
     keys = [k for k in windows.get_partition_keys() if last < k <= f"{args.replay_through}-01"]
     months = [k[:7] for k in keys]
+    if not months:
+        print(f"\nNothing to replay: --replay-through {args.replay_through} is not after {last[:7]}.")
+        return
     print(f"\nReplaying {len(months)} months ({months[0]} .. {months[-1]}) through the sensors:")
     print("each lands in the landing folder, is ingested, scored and monitored; a failing drift or")
     print("performance check makes the retrain sensor retrain, and the gate decides the champion.\n")
     print(HEADER)
     loop = Loop(dg.DagsterInstance.get(), defs(),
                 run_config={"ops": {"hyperparameters": {"config": {"n_trials": args.trials}}}})
-    steps = replay(loop, months, fetch_elec2(home().downloads_dir), landing_dir())
+    log_path = home().root / "logs" / "replay.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    steps = replay(loop, months, fetch_elec2(home().downloads_dir), landing_dir(), log_path=log_path)
     retrains = sum(s.retrained for s in steps)
     print(f"\n{retrains} retrain(s) over {len(steps)} months. The timeline is in the Dagster UI too:")
     print("sensor ticks under Automation, runs tagged mlops/trigger=landing or retrain, and the")
-    print("monitoring/performance and monitoring/drift Delta tables.")
+    print(f"monitoring/performance and monitoring/drift Delta tables. Run output: {log_path}")
 
 
 def summary(args) -> int:
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the main job on Elec2 and print a summary")
     p.add_argument("--through", default="1996-08", help="last window to ingest (YYYY-MM); it is the one scored")
     p.add_argument("--trials", type=int, default=20, help="Optuna trials")
-    p.add_argument("--replay-through", default="", help="after the first training, replay months up to this one (YYYY-MM) through the sensors")
+    p.add_argument("--replay-through", default="1998-12", help="after the first training, replay the months up to this one (YYYY-MM) through the sensors; 'none' skips the replay")
     p.set_defaults(func=demo)
     p = sub.add_parser("summary", help="print what the home holds: tables, model, champion, drift")
     p.set_defaults(func=summary)

@@ -40,12 +40,14 @@ class CardFacts:
 def render(facts: CardFacts) -> str:
     lin, tun = facts.lineage, facts.tuning
     splits = pl.DataFrame(
-        [(s, r["rows"], r["from"], r["to"], r["positive_rate"]) for s, r in lin.get("splits", {}).items()],
+        [(s, r["rows"], r["from"], r["to"], r["positive_rate"])
+         for s, r in lin.get("splits", {}).items()],
         schema=["split", "rows", "from", "to", "positive_rate"], orient="row",
     )
     schema = pl.DataFrame(facts.schema, schema=["column", "type"], orient="row")
     params = pl.DataFrame(
-        [(k, str(v)) for k, v in sorted(facts.params.items())], schema=["parameter", "value"], orient="row"
+        [(k, str(v)) for k, v in sorted(facts.params.items())],
+        schema=["parameter", "value"], orient="row",
     )
     checks = pl.DataFrame(facts.checks, schema=["check", "outcome"], orient="row")
     counts = tun.get("states", {})
@@ -60,8 +62,8 @@ def render(facts: CardFacts) -> str:
         "",
         f"- Training set: `{lin.get('uri')}` at Delta version {lin.get('training_set_delta_version')} "
         f"(sha256 `{str(lin.get('content_sha256', ''))[:16]}…`)",
-        f"- Built from features Delta version {lin.get('features_delta_version')}, "
-        f"raw Delta version {lin.get('raw_delta_version')}",
+        f"- Built from features Delta version {_known(lin.get('features_delta_version'))}, "
+        f"raw Delta version {_known(lin.get('raw_delta_version'))}",
         f"- Windows trained on: {lin.get('train_windows') or 'not recorded'}; "
         f"scoring window: {lin.get('scoring_window') or 'not recorded'}",
         "",
@@ -82,8 +84,8 @@ def render(facts: CardFacts) -> str:
         markdown_table(params),
         "",
         "## Metrics against the champion",
-        f"Same rows for both: {facts.window.get('rows')} labelled rows from {facts.window.get('start')} "
-        f"to {facts.window.get('end')}.",
+        f"Same rows for both: {facts.window.get('rows')} labelled rows from "
+        f"{facts.window.get('start')} to {facts.window.get('end')}.",
         "",
         markdown_table(facts.comparison),
         "",
@@ -99,3 +101,7 @@ def render(facts: CardFacts) -> str:
 
 def _num(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _known(value) -> str:
+    return "not recorded" if value is None else str(value)

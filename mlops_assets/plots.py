@@ -10,6 +10,7 @@ import math
 
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 MAX_INLINE_BYTES = 300_000
 """Larger PNGs are not inlined into Dagster metadata (the event log would grow with each run)."""
@@ -17,7 +18,7 @@ MAX_INLINE_BYTES = 300_000
 
 def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
@@ -33,7 +34,7 @@ def markdown_image(fig: Figure, alt: str, link: str | None = None) -> str:
 def optimisation_history(trials: list) -> Figure:
     """Value of each trial by number, pruned trials at their last reported value, and the best
     value so far. ``trials`` are Optuna FrozenTrials."""
-    fig = Figure(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
     done = [(t.number, t.value) for t in trials if t.state.name == "COMPLETE"]
     pruned = []
@@ -54,6 +55,7 @@ def optimisation_history(trials: list) -> Figure:
     failed = sum(1 for t in trials if t.state.name == "FAIL")
     ax.set_title(f"Optimisation history ({len(trials)} trials, {failed} failed)", fontsize=10)
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation AUC")
     if done or pruned:
         ax.legend(fontsize=8, loc="lower right")
@@ -62,7 +64,7 @@ def optimisation_history(trials: list) -> Figure:
 
 def param_importances(importances: dict[str, float]) -> Figure:
     """Horizontal bars of each parameter's importance for the objective."""
-    fig = Figure(figsize=(6, 0.4 * max(len(importances), 2) + 1))
+    fig = Figure(figsize=(6, 0.4 * max(len(importances), 2) + 1), layout="constrained")
     ax = fig.subplots()
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
@@ -71,14 +73,17 @@ def param_importances(importances: dict[str, float]) -> Figure:
     return fig
 
 
-def evaluation(calibration: pl.DataFrame, importance: pl.DataFrame, title: str, top: int = 15) -> Figure:
+def evaluation(
+    calibration: pl.DataFrame, importance: pl.DataFrame, title: str, top: int = 15
+) -> Figure:
     """Reliability diagram (observed positive rate by predicted-probability bin) next to the
     features with the most total gain."""
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4), layout="constrained")
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
     filled = calibration.drop_nulls("mean_predicted")
     left.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
-    left.plot(filled["mean_predicted"], filled["observed_rate"], marker="o", color="tab:blue", label="model")
+    left.plot(filled["mean_predicted"], filled["observed_rate"], marker="o", color="tab:blue",
+              label="model")
     left.set_xlim(0, 1)
     left.set_ylim(0, 1)
     left.set_xlabel("mean predicted probability")

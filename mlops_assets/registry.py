@@ -78,7 +78,9 @@ def smoke_test(name: str, version: int | str) -> dict:
             step = "scoring the input example"
             scores = np.asarray(loaded.predict(example), dtype=float).ravel()
     except Exception as e:
-        raise RegistryError(f"{uri} failed its smoke test while {step}: {type(e).__name__}: {e}") from e
+        raise RegistryError(
+            f"{uri} failed its smoke test while {step}: {type(e).__name__}: {e}"
+        ) from e
     if len(scores) != len(example):
         raise RegistryError(f"{uri} returned {len(scores)} scores for {len(example)} example rows")
     if not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
@@ -110,9 +112,13 @@ def decide(
     promoted only when it beats the champion on ``metric`` by more than ``margin``.
     """
     if metric not in HIGHER_IS_BETTER:
-        raise ValueError(f"Unknown promotion metric {metric!r}; choose one of {sorted(HIGHER_IS_BETTER)}")
+        raise ValueError(
+            f"Unknown promotion metric {metric!r}; choose one of {sorted(HIGHER_IS_BETTER)}"
+        )
     if challenger_error or challenger is None:
-        return Decision("reject", f"challenger v{challenger_version} could not be scored: {challenger_error}")
+        return Decision(
+            "reject", f"challenger v{challenger_version} could not be scored: {challenger_error}"
+        )
     new = challenger.get(metric)
     if new is None or not math.isfinite(new):
         return Decision("reject", f"challenger v{challenger_version} has a non-finite {metric} ({new})")
@@ -123,7 +129,9 @@ def decide(
     old = None if champion is None else champion.get(metric)
     if old is None or not math.isfinite(old):
         why = champion_error or f"its {metric} is {old}"
-        return Decision("promote", f"champion v{champion_version} cannot be scored on this window ({why})")
+        return Decision(
+            "promote", f"champion v{champion_version} cannot be scored on this window ({why})"
+        )
     improvement = (new - old) if HIGHER_IS_BETTER[metric] else (old - new)
     better = improvement > margin
     reason = (

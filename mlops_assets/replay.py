@@ -96,37 +96,52 @@ def write_landing_file(source_csv, window: str, folder) -> "object":
     return path
 
 
-def replay(loop: Loop, windows: list[str], source_csv, landing, echo=print) -> list[Step]:
+def replay(loop: Loop, windows: list[str], source_csv, landing, echo=print, log_path=None) -> list[Step]:
+    """Replay ``windows`` in order; the runs' own output goes to ``log_path`` (if given)."""
+    import contextlib
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     steps = []
-    for window in windows:
-        write_landing_file(source_csv, window, landing)
-        scored = loop.tick("landing_files")
-        failed = [r for r in scored if not r.success]
-        if failed:
-            raise SystemExit(f"Scoring run {failed[0].run_id} for {window} failed; see it in the Dagster UI.")
-        drift = _meta(scored[-1], "drift_report") if scored else {}
-        perf = _meta(scored[-1], "model_performance") if scored else {}
-        retrains = loop.tick("retrain_on_failed_checks")
-        reason = ""
-        if retrains:
-            if not retrains[0].success:
-                raise SystemExit(f"Retrain run {retrains[0].run_id} failed; see it in the Dagster UI.")
-            run = loop.instance.get_run_by_id(retrains[0].run_id)
-            reason = run.tags.get("mlops/reason", "")
-        champ = _current_champion()
-        step = Step(
-            window=window,
-            drift_share=drift.get("drift_share"),
-            drifted=None if not drift else drift.get("verdict") == "DRIFT",
-            champion_version=perf.get("model_version"),
-            champion_auc=perf.get("auc") if perf.get("window") == window else None,
-            retrained=bool(retrains),
-            reason=reason,
-            champion_after=champ,
-        )
-        steps.append(step)
-        echo(format_step(step))
+    sink = open(log_path, "a") if log_path else None
+    try:
+        for window in windows:
+            with contextlib.redirect_stdout(sink) if sink else contextlib.nullcontext():
+                step = _replay_window(loop, window, source_csv, landing)
+            steps.append(step)
+            echo(format_step(step))
+    finally:
+        if sink:
+            sink.close()
     return steps
+
+
+def _replay_window(loop: Loop, window: str, source_csv, landing) -> Step:
+    write_landing_file(source_csv, window, landing)
+    scored = loop.tick("landing_files")
+    failed = [r for r in scored if not r.success]
+    if failed:
+        raise SystemExit(f"Scoring run {failed[0].run_id} for {window} failed; see it in the Dagster UI.")
+    drift = _meta(scored[-1], "drift_report") if scored else {}
+    perf = _meta(scored[-1], "model_performance") if scored else {}
+    retrains = loop.tick("retrain_on_failed_checks")
+    reason = ""
+    if retrains:
+        if not retrains[0].success:
+            raise SystemExit(f"Retrain run {retrains[0].run_id} failed; see it in the Dagster UI.")
+        run = loop.instance.get_run_by_id(retrains[0].run_id)
+        reason = run.tags.get("mlops/reason", "")
+    champ = _current_champion()
+    return Step(
+        window=window,
+        drift_share=drift.get("drift_share"),
+        drifted=None if not drift else drift.get("verdict") == "DRIFT",
+        champion_version=perf.get("model_version"),
+        champion_auc=perf.get("auc") if perf.get("window") == window else None,
+        retrained=bool(retrains),
+        reason=reason,
+        champion_after=champ,
+    )
 
 
 def _current_champion() -> int | None:

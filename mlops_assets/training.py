@@ -120,7 +120,8 @@ def validate_training_set(spec: DatasetSpec, df: pl.DataFrame, features: list[st
         other = y.filter(y.is_finite().fill_null(False) & ~y.is_in([0.0, 1.0]))
         if other.len():
             problems.append(f"label {spec.label!r} holds values other than 0 and 1, e.g. {other[0]}")
-    non_numeric = [c for c in features if not (df.schema[c].is_numeric() or df.schema[c] == pl.Boolean)]
+    non_numeric = [c for c in features
+                   if not (df.schema[c].is_numeric() or df.schema[c] == pl.Boolean)]
     if non_numeric:
         problems.append(f"feature column(s) {non_numeric} are not numeric "
                         f"({[str(df.schema[c]) for c in non_numeric]})")
@@ -135,12 +136,12 @@ def validate_training_set(spec: DatasetSpec, df: pl.DataFrame, features: list[st
         for split in SPLITS:
             y = df.filter(pl.col("split") == split).get_column(spec.label).cast(pl.Float64)
             positives = int((y == 1).sum())
+            missing_class = "positive" if positives == 0 else "negative" if positives == y.len() else None
             if y.len() == 0:
                 problems.append(f"split {split!r} has no rows")
-            elif positives == 0:
-                problems.append(f"split {split!r} has no positive labels ({spec.label} = 1) in {y.len()} rows")
-            elif positives == y.len():
-                problems.append(f"split {split!r} has no negative labels ({spec.label} = 0) in {y.len()} rows")
+            elif missing_class:
+                problems.append(f"split {split!r} has no {missing_class} labels ({spec.label} = "
+                                f"{int(missing_class == 'positive')}) in {y.len()} rows")
     if problems:
         raise TrainingSetError("The training set cannot be trained on:\n  - " + "\n  - ".join(problems))
 
@@ -163,7 +164,8 @@ def train_booster(
     one thread in deterministic mode (see ``BASE_PARAMS``)."""
     dtrain = _dataset(train, features, label)
     dvalid = _dataset(valid, features, label, reference=dtrain)
-    callbacks = [lgb.early_stopping(early_stopping, verbose=False), lgb.log_evaluation(0), *(callbacks or [])]
+    callbacks = [lgb.early_stopping(early_stopping, verbose=False), lgb.log_evaluation(0),
+                 *(callbacks or [])]
     if record is not None:
         callbacks.append(lgb.record_evaluation(record))
     return lgb.train(
@@ -252,7 +254,8 @@ class PruneOnValidation:
 
     order = 25  # after LightGBM's recording callbacks, before early stopping (30)
 
-    def __init__(self, trial, every: int = REPORT_EVERY, valid_name: str = "valid", metric: str = "auc"):
+    def __init__(self, trial, every: int = REPORT_EVERY, valid_name: str = "valid",
+                 metric: str = "auc"):
         self.trial, self.every, self.valid_name, self.metric = trial, every, valid_name, metric
 
     def __call__(self, env) -> None:
@@ -265,10 +268,11 @@ class PruneOnValidation:
             if (data_name, metric) == (self.valid_name, self.metric):
                 break
         else:
-            raise ValueError(f"No {self.metric!r} on {self.valid_name!r} in LightGBM's evaluation results")
+            raise ValueError(f"No {self.metric!r} on {self.valid_name!r} among LightGBM's metrics")
         self.trial.report(float(value), step)
         if self.trial.should_prune():
-            reason = f"{self.valid_name} {self.metric} {value:.4f} at round {step} is below the pruner's bar"
+            pruner = type(self.trial.study.pruner).__name__
+            reason = f"{self.valid_name} {self.metric} {value:.4f} at round {step}, stopped by {pruner}"
             self.trial.set_user_attr("pruned_reason", reason)
             self.trial.set_user_attr("pruned_at_round", step)
             raise optuna.TrialPruned(reason)
@@ -356,7 +360,9 @@ def run_study(
             t.user_attrs.get("failed_reason") or t.user_attrs.get("pruned_reason") or t.state.name
             for t in study.trials
         })
-        raise RuntimeError(f"No trial of study {study_name!r} completed ({len(study.trials)} run): {reasons}")
+        raise RuntimeError(
+            f"No trial of study {study_name!r} completed ({len(study.trials)} run): {reasons}"
+        )
     return study
 
 

@@ -142,7 +142,8 @@ def promotion_gate(
         metadata["improvement"] = decision.improvement
     return dg.AssetCheckResult(
         passed=decision.verdict == "promote",
-        severity=dg.AssetCheckSeverity.ERROR if decision.verdict == "reject" else dg.AssetCheckSeverity.WARN,
+        severity=(dg.AssetCheckSeverity.ERROR if decision.verdict == "reject"
+                  else dg.AssetCheckSeverity.WARN),
         metadata=metadata,
     )
 
@@ -204,9 +205,11 @@ def _model_card(context, mlflow: MlflowTracking, ev: dict, decision: str, reason
     shown = ("auc", "log_loss", "accuracy", "precision", "recall")
     rows = [("challenger", model["version"], *[(ev["challenger"] or {}).get(k) for k in shown])]
     if ev["champion_version"] is not None and ev["champion_version"] != model["version"]:
-        rows.append(("champion", ev["champion_version"], *[(ev["champion"] or {}).get(k) for k in shown]))
+        old = ev["champion"] or {}
+        rows.append(("champion", ev["champion_version"], *[old.get(k) for k in shown]))
     comparison = pl.DataFrame(
-        rows, orient="row", schema={"role": pl.String, "version": pl.Int64, **{k: pl.Float64 for k in shown}}
+        rows, orient="row",
+        schema={"role": pl.String, "version": pl.Int64, **{k: pl.Float64 for k in shown}},
     )
     splits = lineage.get("splits", {})
     train, valid = splits.get("train", {}), splits.get("valid", {})
@@ -215,7 +218,7 @@ def _model_card(context, mlflow: MlflowTracking, ev: dict, decision: str, reason
         "behaviour outside that period, e.g. in another season or market regime, is unmeasured.",
         f"Evaluated on the latest labelled rows before the scoring window "
         f"({window['start']} .. {window['end']}, {window['rows']} rows), not on the scoring window, "
-        f"whose labels arrive {SPEC.horizon} after each prediction.",
+        f"whose labels arrive {SPEC.horizon.total_seconds() / 3600:g} hours after each prediction.",
         f"Positive rate in training {train.get('positive_rate', float('nan')):.3f}; see the "
         "evaluation's calibration table before reading scores as probabilities elsewhere.",
         f"Scores are for {SPEC.name} rows built by this platform's feature code; the signature "
@@ -252,19 +255,24 @@ def champion(
     now = alias_version(client, MODEL_NAME, CHAMPION)
     if promote and now != before:
         # Another promotion landed since the evaluation: the comparison no longer holds.
-        promote, reason = False, (f"the champion moved from v{before} to v{now} after this evaluation; "
-                                  f"evaluate again against v{now}")
+        promote, reason = False, (f"the champion moved from v{before} to v{now} after this "
+                                  f"evaluation; evaluate again against v{now}")
     if promote:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(model["version"]))
     current = alias_version(client, MODEL_NAME, CHAMPION)
     decision = "promoted" if promote else "kept champion"
     context.log.info("Promotion of %s v%s: %s (%s)", MODEL_NAME, model["version"], decision, reason)
-    _record(lake, context.run.run_id, evaluation, decision=decision, reason=reason,
-            gate="not evaluated" if gate is None else ("passed" if gate["passed"] else "failed (warn)"),
+    if gate is None:
+        gate_outcome = "not evaluated"
+    else:
+        gate_outcome = "passed" if gate["passed"] else "failed (warn)"
+    _record(lake, context.run.run_id, evaluation, decision=decision, reason=reason, gate=gate_outcome,
             after=current, metric=(gate or {}).get("metric"), margin=(gate or {}).get("margin"),
             improvement=(gate or {}).get("improvement"))
     if current is None:
-        raise dg.Failure(f"{MODEL_NAME} has no champion: no version has passed the promotion gate yet. {reason}")
+        raise dg.Failure(
+            f"{MODEL_NAME} has no champion: no version has passed the promotion gate yet. {reason}"
+        )
 
     card = _model_card(context, mlflow, evaluation, decision, reason)
     client.log_text(model["run_id"], card, "model_card.md")

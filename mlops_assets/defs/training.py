@@ -54,7 +54,9 @@ class TrainingSetConfig(dg.Config):
 
 
 @dg.asset(group_name="training", kinds={"polars", "delta"}, deps=[features], code_version="2")
-def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: Lake) -> dg.MaterializeResult:
+def training_set(
+    context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: Lake
+) -> dg.MaterializeResult:
     """Labelled rows of the windows before the scoring window, split by time into train, valid
     and holdout. Rows whose label falls inside the scoring window are left out (embargo).
     Each Delta commit records the versions it was built from, its windows and a content hash,
@@ -62,7 +64,9 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, l
     feat_uri = lake.uri("features", SPEC.name)
     feat_version = table_version(feat_uri, lake.options)
     feats = read_table(feat_uri, feat_version, lake.options)
-    windows = choose_windows(feats["window"].to_list(), config.train_windows, config.scoring_window or None)
+    windows = choose_windows(
+        feats["window"].to_list(), config.train_windows, config.scoring_window or None
+    )
     df = split_training_set(SPEC, feats, windows, config.valid_share, config.holdout_share)
     validate_training_set(SPEC, df, feature_columns(SPEC, df.drop("split")))
     digest = content_hash(df)
@@ -76,7 +80,9 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, l
             "scoring_window": windows.scoring,
         },
     )
-    sizes = df.group_by("split").agg(pl.len().alias("rows"), pl.col(SPEC.label).mean().alias("positive_rate"))
+    sizes = df.group_by("split").agg(
+        pl.len().alias("rows"), pl.col(SPEC.label).mean().alias("positive_rate")
+    )
     context.log.info(
         "Training set: windows %s (scoring %s), %d rows, features version %s",
         windows.train, windows.scoring, df.height, feat_version,
@@ -125,7 +131,8 @@ def _lineage(lake: Lake, version: int, df: pl.DataFrame) -> dict:
     """Where training set ``version`` came from, from its own Delta commit, after checking that
     the rows read are the rows that were written (the commit's content hash)."""
     uri = lake.uri("training_set", SPEC.name)
-    commit = next((h for h in open_table(uri, lake.options).history() if h.get("version") == version), {})
+    history = open_table(uri, lake.options).history()
+    commit = next((h for h in history if h.get("version") == version), {})
     digest = content_hash(df)
     recorded = commit.get("content_sha256")
     if recorded and recorded != digest:
@@ -134,8 +141,8 @@ def _lineage(lake: Lake, version: int, df: pl.DataFrame) -> dict:
             f"written ({recorded[:12]} vs {digest[:12]}); nothing was logged or registered."
         )
 
-    def as_int(value):
-        return int(value) if value not in (None, "") else None
+    def as_int(value):  # -1 and absent both mean "not recorded"
+        return int(value) if value not in (None, "") and int(value) >= 0 else None
 
     return {
         "uri": uri,
@@ -149,6 +156,11 @@ def _lineage(lake: Lake, version: int, df: pl.DataFrame) -> dict:
         "timestamp": SPEC.timestamp,
         "splits": {name: _span(df.filter(pl.col("split") == name)) for name in SPLITS},
     }
+
+
+def _or_minus_one(version: int | None) -> int:
+    """Metadata and tags hold -1 for a version that was not recorded."""
+    return -1 if version is None else version
 
 
 def _span(part: pl.DataFrame) -> dict:
@@ -255,11 +267,14 @@ def hyperparameters(
             "mlflow_run_id": run_id,
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(exp_id, run_id)),
             "trials_table": dg.MetadataValue.md(markdown_table(trials.tail(30))),
-            "optimisation_history": dg.MetadataValue.md(plots.markdown_image(history_chart, "optimisation history")),
-            "param_importances": dg.MetadataValue.md(
-                markdown_table(imp_table) + ("\n\n" + plots.markdown_image(importance_chart, "parameter importances")
-                                             if importance_chart is not None else "")
+            "optimisation_history": dg.MetadataValue.md(
+                plots.markdown_image(history_chart, "optimisation history")
             ),
+            "param_importances": dg.MetadataValue.md("\n\n".join([
+                markdown_table(imp_table),
+                *([plots.markdown_image(importance_chart, "parameter importances")]
+                  if importance_chart is not None else []),
+            ])),
         },
     )
 
@@ -274,7 +289,9 @@ def _signature(df: pl.DataFrame, feats: list[str]):
              pl.UInt32: "long", pl.Boolean: "boolean"}
     unknown = {c: str(df.schema[c]) for c in feats if df.schema[c] not in kinds}
     if unknown:
-        raise dg.Failure(f"No MLflow type for feature column(s) {unknown}; nothing was logged or registered.")
+        raise dg.Failure(
+            f"No MLflow type for feature column(s) {unknown}; nothing was logged or registered."
+        )
     cols = [ColSpec(kinds[df.schema[c]], c) for c in feats]
     return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double", "probability")]))
 
@@ -301,12 +318,14 @@ def _log_datasets(ml, lineage: dict, parts: dict[str, pl.DataFrame]) -> None:
         )
         ml.log_input(dataset, context=contexts[split], tags={
             "split": split, "delta_version": str(version),
-            "features_delta_version": str(lineage["features_delta_version"]),
+            "features_delta_version": str(_or_minus_one(lineage["features_delta_version"])),
         })
 
 
 @dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version="2")
-def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, mlflow: MlflowTracking) -> dg.Output:
+def model(
+    context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, mlflow: MlflowTracking
+) -> dg.Output:
     """The LightGBM classifier trained with the best parameters on the training set version they
     were tuned on, logged to MLflow as one run (params, per-round validation metrics, feature
     importance, the Delta versions read as dataset inputs, Dagster run, asset and code version as
@@ -321,19 +340,23 @@ def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, 
     version, df, parts, feats = _splits(lake, pinned)
     lineage = _lineage(lake, version, df)
     record: dict = {}
-    booster = train_booster(hyperparameters, parts["train"], parts["valid"], feats, SPEC.label, record=record)
+    booster = train_booster(
+        hyperparameters, parts["train"], parts["valid"], feats, SPEC.label, record=record
+    )
     best_it = booster.best_iteration
     metrics = {}
     for split in ("valid", "holdout"):
         part = parts[split]
         p = booster.predict(part.select(feats).to_numpy(), num_iteration=best_it)
-        metrics.update({f"{split}_{k}": v for k, v in binary_metrics(part[SPEC.label].to_numpy(), p).items()})
+        scores = binary_metrics(part[SPEC.label].to_numpy(), p)
+        metrics.update({f"{split}_{k}": v for k, v in scores.items()})
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
         raise dg.Failure(f"Model metrics are not finite: {bad}; nothing logged or registered.")
 
     gain = booster.feature_importance("gain")
-    importance = pl.DataFrame({"feature": feats, "gain": gain.astype(float)}).sort("gain", descending=True)
+    importance = pl.DataFrame({"feature": feats, "gain": gain.astype(float)})
+    importance = importance.sort("gain", descending=True)
     signature = _signature(parts["train"], feats)
     example = _input_example(parts["train"], feats)
     lineage.update(features=feats, best_iteration=best_it)
@@ -351,15 +374,16 @@ def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, 
         ml.log_params({**hyperparameters, "best_iteration": best_it, "features": len(feats)})
         ml.set_tags({
             "training_set_delta_version": str(version), "training_set_sha256": lineage["content_sha256"],
-            "features_delta_version": str(lineage["features_delta_version"]),
-            "raw_delta_version": str(lineage["raw_delta_version"]),
+            "features_delta_version": str(_or_minus_one(lineage["features_delta_version"])),
+            "raw_delta_version": str(_or_minus_one(lineage["raw_delta_version"])),
             "dagster_code_version": code_version, "optuna_study": str(tuning.get("study_name")),
             "tuning_mlflow_run_id": str(tuning.get("mlflow_run_id")),
         })
         _log_datasets(ml, lineage, parts)
         ml.log_metrics(metrics)
         series = record.get("valid", {})
-        history = [Metric(f"valid_{name}", float(v), 0, i) for name, vals in series.items() for i, v in enumerate(vals)]
+        history = [Metric(f"valid_{name}", float(v), 0, i)
+                   for name, vals in series.items() for i, v in enumerate(vals)]
         for i in range(0, len(history), 900):
             mlflow.client().log_batch(run.info.run_id, metrics=history[i : i + 900])
         ml.log_dict(dict(zip(feats, map(float, gain))), "feature_importance_gain.json")
@@ -392,7 +416,7 @@ def model(context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, 
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(exp_id, run_id)),
             "mlflow_model": dg.MetadataValue.url(mlflow.model_url(MODEL_NAME, mv.version)),
             "training_set_delta_version": version,
-            "features_delta_version": lineage["features_delta_version"] if lineage["features_delta_version"] is not None else -1,
+            "features_delta_version": _or_minus_one(lineage["features_delta_version"]),
             "best_iteration": best_it,
             **{k: float(v) for k, v in metrics.items() if k.endswith(("auc", "log_loss", "accuracy"))},
             "feature_importance": dg.MetadataValue.md(markdown_table(importance.head(15))),
@@ -420,7 +444,8 @@ def _score(ml, uri: str, feats: list[str], rows: pl.DataFrame):
 
 @dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version="2")
 def evaluation(
-    context: dg.AssetExecutionContext, config: EvaluationConfig, model: dict, lake: Lake, mlflow: MlflowTracking,
+    context: dg.AssetExecutionContext, config: EvaluationConfig, model: dict, lake: Lake,
+    mlflow: MlflowTracking,
 ) -> dg.Output:
     """The new model (challenger) and the current champion, both loaded from the registry and
     scored on the same rows: the holdout of the training set the challenger was trained on,
@@ -440,13 +465,15 @@ def evaluation(
 
     p, booster, challenger_error = _score(ml, model["uri"], model["features"], holdout)
     challenger = binary_metrics(y, p, config.threshold) if p is not None else None
-    champion_version, champion, champion_error = alias_version(client, model["name"], CHAMPION), None, None
+    champion_version = alias_version(client, model["name"], CHAMPION)
+    champion, champion_error = None, None
     if champion_version == model["version"]:
         champion = challenger
     elif champion_version is not None:
         champ = client.get_model_version(model["name"], str(champion_version))
         champ_feats = ml.artifacts.load_dict(f"runs:/{champ.run_id}/training_set.json")["features"]
-        champ_p, _, champion_error = _score(ml, f"models:/{model['name']}/{champion_version}", champ_feats, holdout)
+        champ_uri = f"models:/{model['name']}/{champion_version}"
+        champ_p, _, champion_error = _score(ml, champ_uri, champ_feats, holdout)
         champion = binary_metrics(y, champ_p, config.threshold) if champ_p is not None else None
 
     shown = ("auc", "log_loss", "accuracy", "precision", "recall")
@@ -471,7 +498,8 @@ def evaluation(
         metadata["champion_error"] = champion_error
     calibration = None
     if challenger_error:
-        context.log.warning("Challenger v%s could not be evaluated: %s", model["version"], challenger_error)
+        context.log.warning("Challenger v%s could not be evaluated: %s", model["version"],
+                            challenger_error)
         metadata["challenger_error"] = challenger_error
     else:
         calibration = calibration_table(y, p)
@@ -479,7 +507,8 @@ def evaluation(
         importance = pl.DataFrame(
             {"feature": booster.feature_name(), "gain": booster.feature_importance("gain").astype(float)}
         ).sort("gain", descending=True)
-        chart = plots.evaluation(calibration, importance, f"{model['name']} v{model['version']} on {len(y)} holdout rows")
+        title = f"{model['name']} v{model['version']} on {len(y)} holdout rows"
+        chart = plots.evaluation(calibration, importance, title)
         client.log_figure(model["run_id"], chart, "evaluation/holdout.png")
         client.log_dict(model["run_id"], {"window": window, "threshold": config.threshold,
                                           "challenger": challenger, "champion": champion,
@@ -491,7 +520,9 @@ def evaluation(
             "calibration": dg.MetadataValue.md(markdown_table(calibration)),
             "confusion_matrix": dg.MetadataValue.md(markdown_table(confusion)),
             "feature_importance": dg.MetadataValue.md(markdown_table(importance.head(15))),
-            "chart": dg.MetadataValue.md(plots.markdown_image(chart, "calibration and feature importance")),
+            "chart": dg.MetadataValue.md(
+                plots.markdown_image(chart, "calibration and feature importance")
+            ),
         })
     context.log.info("Holdout %s (%d rows): %s", metadata["window"], len(y), comparison.to_dicts())
     out = {

@@ -1,0 +1,64 @@
+"""The closed loop on real Elec2 months: a month that drifts is scored, monitored and makes the
+retrain sensor retrain; the timeline records it. Runs in a home of its own."""
+
+import os
+import tempfile
+
+import dagster as dg
+import pytest
+
+FIRST = ("1997-01-01", "1997-04-01")  # train on Jan-Mar 1997, score April
+
+
+@pytest.fixture(scope="module")
+def loop_steps():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLOPS_HOME", tempfile.mkdtemp(prefix="mlops_loop_"))
+    for var in ("DAGSTER_HOME", "MLOPS_DELTA_ROOT", "MLOPS_DUCKDB_PATH"):
+        mp.delenv(var, raising=False)
+    mp.setenv("MLOPS_RETRAIN_COOLDOWN_MINUTES", "0")
+    try:
+        from mlops_assets.definitions import defs
+        from mlops_assets.defs.ingestion import RAW_KEY
+        from mlops_assets.defs.sensors import landing_dir
+        from mlops_assets.replay import Loop, replay
+        from mlops_assets.settings import home, prepare_environment
+        from mlops_assets.sources import fetch_elec2
+
+        prepare_environment()
+        instance = dg.DagsterInstance.get()
+        definitions = defs()
+        job = definitions.resolve_implicit_global_asset_job_def()
+        config = {"ops": {"hyperparameters": {"config": {"n_trials": 3}}}}
+        tags = {"dagster/asset_partition_range_start": FIRST[0], "dagster/asset_partition_range_end": FIRST[1]}
+        assert job.execute_in_process(instance=instance, asset_selection=[RAW_KEY], tags=tags).success
+        rest = [k for k in definitions.resolve_asset_graph().materializable_asset_keys if k != RAW_KEY]
+        assert job.execute_in_process(instance=instance, asset_selection=rest, run_config=config).success
+        loop = Loop(instance, definitions, run_config=config)
+        lines = []
+        steps = replay(loop, ["1997-05"], fetch_elec2(home().downloads_dir), landing_dir(), echo=lines.append)
+        yield instance, steps, lines, loop
+    finally:
+        mp.undo()
+
+
+def test_a_drifting_month_triggers_exactly_one_retrain(loop_steps):
+    instance, steps, lines, _ = loop_steps
+    (may,) = steps
+    # Victoria's figures start to vary in May 1997 after a year of constants: real drift.
+    assert may.drifted is True and may.drift_share >= 0.5
+    assert may.retrained is True and "drift_report:no_data_drift" in may.reason
+    retrains = instance.get_runs(filters=dg.RunsFilter(tags={"mlops/trigger": "retrain"}))
+    assert len(retrains) == 1
+    assert may.champion_auc is not None and 0.5 < may.champion_auc < 1
+    assert lines[0].startswith("1997-05")
+
+
+def test_the_landing_file_was_ingested_once(loop_steps):
+    instance, _, _, loop = loop_steps
+    landed = instance.get_runs(filters=dg.RunsFilter(tags={"mlops/trigger": "landing"}))
+    assert len(landed) == 1
+    assert landed[0].tags["dagster/partition"] == "1997-05-01"
+    # another look at the same folder launches nothing
+    assert loop.tick("landing_files") == []
+    assert loop.tick("retrain_on_failed_checks") == []
