@@ -465,7 +465,8 @@ def _guess_format(location: str) -> str:
     return "csv"
 
 
-def spec_from_mapping(data: dict, base_dir: Path | None = None, declared_in: str | None = None) -> DatasetSpec:
+def spec_from_mapping(data: dict, base_dir: Path | None = None,
+                      declared_in: str | None = None) -> DatasetSpec:
     """Build a :class:`DatasetSpec` from a parsed declaration (see ``declarations/*.yaml``)."""
     where = declared_in or "declaration"
     data = _mapping(data, where)
@@ -526,7 +527,8 @@ def spec_from_mapping(data: dict, base_dir: Path | None = None, declared_in: str
         numeric=_names(data.get("numeric"), f"{where}: numeric"),
         categorical=_names(data.get("categorical"), f"{where}: categorical"),
         rename=rename,
-        horizon=parse_duration(data["horizon"], f"{where}: horizon") if data.get("horizon") else timedelta(0),
+        horizon=(parse_duration(data["horizon"], f"{where}: horizon") if data.get("horizon")
+                 else timedelta(0)),
         step=parse_duration(data["step"], f"{where}: step") if data.get("step") else None,
         start=_as_datetime(data.get("start"), f"{where}: start"),
         ranges=ranges,

@@ -24,7 +24,6 @@ import codecs
 import csv
 import glob as globlib
 import hashlib
-import io
 import logging
 import re
 import shutil
@@ -212,7 +211,7 @@ def _is_utf8(encoding: str) -> bool:
 
 
 def _decoded_bytes(path: Path, dialect: CsvDialect) -> tuple[bytes, str]:
-    """The file as UTF-8 bytes without a byte order mark, and its first 64 KiB as text."""
+    """The file as UTF-8 bytes without a byte order mark, and as text."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -233,8 +232,20 @@ def _decoded_bytes(path: Path, dialect: CsvDialect) -> tuple[bytes, str]:
             "; declare the file's encoding (e.g. cp1252, latin-1)") from exc
     text = text.removeprefix("\ufeff")
     if _is_utf8(dialect.encoding):
-        return (data[len(_UTF8_BOM):] if has_bom else data), text[:65536]
-    return text.encode("utf-8"), text[:65536]
+        return (data[len(_UTF8_BOM):] if has_bom else data), text
+    return text.encode("utf-8"), text
+
+
+def _lines(text: str):
+    """The lines of ``text``, one at a time (the csv module reads only as many as it needs)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end + 1]
+        start = end + 1
 
 
 def _header(text: str, dialect: CsvDialect) -> list[str]:
@@ -244,20 +255,19 @@ def _header(text: str, dialect: CsvDialect) -> list[str]:
     else:
         kwargs["quotechar"] = dialect.quote
     try:
-        return next(csv.reader(io.StringIO(text), **kwargs))
+        return next(csv.reader(_lines(text), **kwargs))
     except StopIteration:
         return []
 
 
 def _read_csv(path: Path, dialect: CsvDialect) -> tuple[pl.DataFrame, list[str]]:
     """Every column as text, and the original column names."""
-    data, head = _decoded_bytes(path, dialect)
+    data, text = _decoded_bytes(path, dialect)
+    originals = _header(text, dialect) if dialect.header else list(dialect.columns)
+    del text
     if dialect.header:
-        originals = _header(head, dialect)
         if not originals:
             raise SourceError(f"{path.name}: the file is empty; a header line was expected")
-    else:
-        originals = list(dialect.columns)
     try:
         df = pl.read_csv(
             data, has_header=dialect.header, separator=dialect.separator,
@@ -404,7 +414,8 @@ _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 
 
-def parse_column(s: pl.Series, type_name: str, dialect: CsvDialect | None = None) -> tuple[pl.Series, pl.Series]:
+def parse_column(s: pl.Series, type_name: str, dialect: CsvDialect | None = None
+                 ) -> tuple[pl.Series, pl.Series]:
     """``s`` as the declared type, and a mask of the values that could not be read as it.
 
     Text is parsed with the dialect's number marks; other types are cast, refusing any cast that
@@ -582,7 +593,8 @@ def read_source(spec: DatasetSpec, path: Path | str) -> pl.DataFrame:
     the ids (:attr:`DatasetSpec.leading_columns`). ``window`` is ``YYYY-MM`` (``YYYY-MM-DD`` for
     daily windows) of the timestamp, or for ``windows: batch`` the batch name of the file
     (:func:`batch_name`) or ``v<version>`` of a Delta table. ``source_line`` is the 1-based line of
-    the row in a CSV file (header = line 1), the 1-based row number in Parquet, and in Delta the
+    the row in a CSV file (header = line 1; counted as one line per row, so a quoted field that
+    holds a line break shifts the numbers after it), the 1-based row number in Parquet, and in Delta the
     row number once sorted by the declared key (a Delta table has no row order of its own).
     Raises :class:`StructuralError` when a declared column is missing or a value cannot be read as
     its declared type.

@@ -180,7 +180,8 @@ def _where(df: pl.DataFrame, idx: int | None, source: str | None) -> tuple[str, 
     return file or "data frame", None, None
 
 
-def describe_failures(cases: pl.DataFrame, df: pl.DataFrame, source: str | None = None, limit: int = 10) -> str:
+def describe_failures(cases: pl.DataFrame, df: pl.DataFrame, source: str | None = None,
+                      limit: int = 10) -> str:
     """A readable account of validation failures, naming column, kind, check, value and source
     line."""
     lines = []
@@ -291,7 +292,8 @@ def split_valid_rows(spec_or_schema: DatasetSpec | pa.DataFrameSchema, df: pl.Da
         )
         .rename({"index": "_row"})
     )
-    indexed = df.with_columns(*extra).with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
+    indexed = (df.with_columns(*extra).with_row_index("_row")
+               .with_columns(pl.col("_row").cast(pl.Int64)))
     quarantined = indexed.join(per_row, on="_row", how="inner").sort("_row").drop("_row")
     valid = indexed.filter(~pl.col("_row").is_in(per_row["_row"].implode())).drop("_row")
     if extra:
@@ -323,7 +325,8 @@ class QuarantineVerdict:
                 f"{verdict} the allowed share of {self.max_share:.2%}")
 
 
-def quarantine_verdict(quarantined: int | pl.DataFrame, rows: int, max_share: float) -> QuarantineVerdict:
+def quarantine_verdict(quarantined: int | pl.DataFrame, rows: int,
+                       max_share: float) -> QuarantineVerdict:
     """Decide on a batch of ``rows`` rows of which ``quarantined`` (a count or the quarantined
     frame) were split off: it passes when their share is at most ``max_share`` (e.g. a
     declaration's ``quarantine_max_share``)."""

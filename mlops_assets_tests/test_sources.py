@@ -269,7 +269,8 @@ def test_missing_declared_column_is_structural(churn, tmp_path):
     path = tmp_path / "batch_05.csv"
     read_source(churn, source_paths(churn)[0]).drop("plan", "window", "source_file",
                                                     "source_sha256", "source_line").write_csv(path)
-    with pytest.raises(StructuralError, match=r"batch_05\.csv, line 1, column 'plan': expected a column 'plan'"):
+    with pytest.raises(StructuralError,
+                       match=r"batch_05\.csv, line 1, column 'plan': expected a column 'plan'"):
         read_source(churn, path)
 
 

@@ -93,15 +93,15 @@ def test_raw_schema_passes_the_churn_dataset(churn):
 
 def test_raw_schema_rules_follow_the_declaration(churn):
     spec, df = churn
-    line = pl.col("source_line")
     first = pl.col("source_file") == "batch_01.csv"
+
+    def at(line: int, column: str, value) -> pl.Expr:
+        hit = first & (pl.col("source_line") == line)
+        return pl.when(hit).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)
+
     faulty = df.with_columns(
-        pl.when(first & (line == 2)).then(500).otherwise(pl.col("tenure_months")).alias("tenure_months"),
-        pl.when(first & (line == 3)).then(pl.lit("gold")).otherwise(pl.col("plan")).alias("plan"),
-        pl.when(first & (line == 4)).then(None).otherwise(pl.col("monthly_fee")).alias("monthly_fee"),
-        pl.when(first & (line == 5)).then(2).otherwise(pl.col("churned")).alias("churned"),
-        pl.when(first & (line == 6)).then(pl.lit("C00001")).otherwise(pl.col("customer_id")).alias("customer_id"),
-        pl.when(first & (line == 7)).then(None).otherwise(pl.col("data_usage_gb")).alias("data_usage_gb"),
+        at(2, "tenure_months", 500), at(3, "plan", "gold"), at(4, "monthly_fee", None),
+        at(5, "churned", 2), at(6, "customer_id", "C00001"), at(7, "data_usage_gb", None),
     )
     valid, quarantined = split_valid_rows(spec, faulty)
     got = quarantined.select("source_line", "reason", "column").rows()
@@ -110,7 +110,7 @@ def test_raw_schema_rules_follow_the_declaration(churn):
         (3, "not_allowed", "plan"),
         (4, "null", "monthly_fee"),
         (5, "not_allowed", "churned"),
-        (6, "duplicate_key", "customer_id"),  # the first C00001 (line 2) is quarantined too, for its tenure
+        (6, "duplicate_key", "customer_id"),  # C00001 again (line 2 holds the first one)
     ]
     # a declared-nullable null (line 7) is fine; every other row is valid
     assert valid.height == 2000 - 5
@@ -121,7 +121,8 @@ def test_raw_schema_rules_follow_the_declaration(churn):
 
 def test_elec2_raw_schema_keeps_one_row_per_timestamp(tmp_path):
     path = tmp_path / "elec2.csv"
-    pl.DataFrame({**{f"feat_{i}": [0.5] * 4 for i in range(1, 7)}, "target": [0, 1, 1, 0]}).write_csv(path)
+    features = {f"feat_{i}": [0.5] * 4 for i in range(1, 7)}
+    pl.DataFrame({**features, "target": [0, 1, 1, 0]}).write_csv(path)
     df = read_source(ELEC2, path)
     assert failure_cases(raw_schema(ELEC2), df) is None
     doubled = pl.concat([df, df.tail(1)])
