@@ -41,7 +41,7 @@ ui: $(STAMP)
 
 # The MLflow UI on 127.0.0.1:5000 over the same tracking store.
 mlflow-ui: $(STAMP)
-	exec $(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLOPS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec $(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLOPS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 # Re-resolve the lock after changing pyproject.toml (needs uv).
 lock:

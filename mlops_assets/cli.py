@@ -45,6 +45,8 @@ def demo(args) -> int:
     last = f"{args.through}-01"
     if last not in windows.get_partition_keys():
         raise SystemExit(f"--through {args.through}: no such window (from {first[:7]} to 1998-12)")
+    if last == first:
+        raise SystemExit(f"--through {args.through}: the model needs at least one earlier window to train on; use {windows.get_partition_keys()[1][:7]} or later.")
     print(f"mlops_assets demo: home {h.root}")
     print(f"1/2 ingesting windows {first[:7]} .. {args.through} of Elec2 into Delta")
     ingest = _materialize(
@@ -57,7 +59,8 @@ def demo(args) -> int:
     from mlops_assets.definitions import defs
 
     keys = list(rest.resolve(defs().resolve_asset_graph()))
-    run_config = {"ops": {"hyperparameters": {"config": {"n_trials": args.trials}}}}
+    run_config = {"ops": {"hyperparameters": {"config": {"n_trials": args.trials}},
+                          "training_set": {"config": {"scoring_window": args.through}}}}
     result = _materialize(keys, run_config=run_config)
     print(f"    run {result.run_id} succeeded\n")
     print_summary()
@@ -103,6 +106,49 @@ def _replay(args, last: str) -> None:
     print(f"monitoring/performance and monitoring/drift Delta tables. Run output: {log_path}")
 
 
+def run(args) -> int:
+    """Materialize the whole graph for the configured dataset (``MLOPS_DATASET``): every window
+    of its source (every batch file, for data without time), then everything downstream."""
+    import dagster as dg
+
+    from mlops_assets.datasets import current_spec
+    from mlops_assets.definitions import defs
+    from mlops_assets.defs.ingestion import RAW_KEY, windows
+    from mlops_assets.settings import home, prepare_environment
+    from mlops_assets.sources import batches
+
+    h = prepare_environment()
+    spec = current_spec()
+    instance = dg.DagsterInstance.get()
+    if isinstance(windows, dg.DynamicPartitionsDefinition):
+        found = list(batches(spec, h.downloads_dir))
+        new = [b for b in found if not instance.has_dynamic_partition(windows.name, b)]
+        if new:
+            instance.add_dynamic_partitions(windows.name, new)
+        keys = windows.get_partition_keys(dynamic_partitions_store=instance)
+    else:
+        keys = windows.get_partition_keys()
+    if args.windows:
+        keys = [k for k in keys if any(k.startswith(w) for w in args.windows.split(","))]
+    if not keys:
+        raise SystemExit(f"No windows to ingest for dataset {spec.name!r}.")
+    print(f"{spec.name}: ingesting {len(keys)} window(s) {keys[0]} .. {keys[-1]} into {h.delta_root}")
+    _materialize([RAW_KEY], tags={"dagster/asset_partition_range_start": keys[0],
+                                  "dagster/asset_partition_range_end": keys[-1]})
+    graph = defs().resolve_asset_graph()
+    rest = [k for k in graph.materializable_asset_keys if k != RAW_KEY]
+    result = _materialize(rest, run_config={"ops": {"hyperparameters": {"config": {"n_trials": args.trials}}}})
+    print(f"run {result.run_id} succeeded\n")
+    print_summary_for_cli()
+    return 0
+
+
+def print_summary_for_cli() -> None:
+    from mlops_assets.summary import print_summary
+
+    print_summary()
+
+
 def summary(args) -> int:
     from mlops_assets.settings import prepare_environment
     from mlops_assets.summary import print_summary
@@ -112,14 +158,33 @@ def summary(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    import logging
+    import warnings
+
+    # The product's own progress lines (data fetched, rows written) on stderr; library noise off.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("mlops_assets").setLevel(logging.INFO)
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydantic")
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the main job on Elec2 and print a summary")
     p.add_argument("--through", default="1996-08", help="last window to ingest (YYYY-MM); it is the one scored")
-    p.add_argument("--trials", type=int, default=20, help="Optuna trials")
+    p.add_argument("--trials", type=_positive, default=20, help="Optuna trials")
     p.add_argument("--replay-through", default="1998-12", help="after the first training, replay the months up to this one (YYYY-MM) through the sensors; 'none' skips the replay")
     p.set_defaults(func=demo)
+    p = sub.add_parser("run", help="materialize the whole graph for the dataset named by MLOPS_DATASET")
+    p.add_argument("--windows", default="", help="comma-separated window prefixes to ingest (default: all)")
+    p.add_argument("--trials", type=_positive, default=20, help="Optuna trials")
+    p.set_defaults(func=run)
     p = sub.add_parser("summary", help="print what the home holds: tables, model, champion, drift")
     p.set_defaults(func=summary)
     args = parser.parse_args(argv)

@@ -30,6 +30,10 @@ _GENERATED_DIRS = {"target", "logs", "dbt_packages"}
 _PARSE_TIMEOUT_S = 300
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+DBT_DATASETS = frozenset({"elec2"})
+"""Datasets the dbt project models (its sources and marts are written for them). Other datasets
+run without the ``transform`` group."""
+
 DBT_PROJECT = DbtProject(
     project_dir=DBT_PROJECT_DIR,
     profiles_dir=DBT_PROJECT_DIR,

@@ -19,8 +19,25 @@ def _lagged(spec: DatasetSpec) -> list[str]:
     return [c for c in spec.numeric if c != "period"]
 
 
+def encode_categories(spec: DatasetSpec, df: pl.DataFrame) -> pl.DataFrame:
+    """Categorical inputs as integer codes in the declared order (unknown or null -> null), so
+    the same category always has the same code whatever batch it arrives in."""
+    exprs = []
+    for col in spec.categorical:
+        if col not in df.columns:
+            continue
+        declared = list(spec.categories.get(col, ())) if spec.categories else []
+        if not declared:
+            declared = sorted(v for v in df[col].cast(pl.String).unique().to_list() if v is not None)
+        codes = {v: i for i, v in enumerate(declared)}
+        exprs.append(pl.col(col).cast(pl.String).replace_strict(codes, default=None, return_dtype=pl.Int32).alias(col))
+    return df.with_columns(exprs) if exprs else df
+
+
 def build_features(spec: DatasetSpec, raw: pl.DataFrame, daily: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The feature table for ``raw`` (one row per raw row, ordered by time)."""
+    """The feature table for ``raw``: one row per raw row, in the dataset's order."""
+    if not spec.has_time:
+        return _static_features(spec, raw)
     ts, h = spec.timestamp, max(spec.horizon_steps, 1)
     df = raw.sort(ts)
     exprs = [
@@ -53,10 +70,23 @@ def build_features(spec: DatasetSpec, raw: pl.DataFrame, daily: pl.DataFrame | N
             prev, on="_join_day", how="left"
         ).drop("_join_day")
     drop = ["source_file", "source_sha256", "source_line", "loaded_at"]
-    return df.drop([c for c in drop if c in df.columns]).sort(ts)
+    return encode_categories(spec, df.drop([c for c in drop if c in df.columns])).sort(ts)
+
+
+def _static_features(spec: DatasetSpec, raw: pl.DataFrame) -> pl.DataFrame:
+    """Rows without time: declared inputs, categorical codes and declared differences; the
+    label is the target itself (it arrives with the row)."""
+    df = encode_categories(spec, raw.sort(list(spec.ordering)))
+    exprs = [(pl.col(a) - pl.col(b)).alias(f"{a}_minus_{b}") for a, b in spec.differences]
+    keep = [*spec.key_columns, "window", *spec.numeric, *spec.categorical, spec.target]
+    keep = list(dict.fromkeys(c for c in keep if c in df.columns))
+    return df.with_columns(exprs).select(*keep, *[e.meta.output_name() for e in exprs])
 
 
 def feature_columns(spec: DatasetSpec, df: pl.DataFrame) -> list[str]:
     """The model's input columns, in table order."""
-    skip = {spec.timestamp, spec.label, *KEY_COLUMNS}
+    skip = {spec.timestamp, spec.label, *spec.ids, *KEY_COLUMNS}
+    if not spec.has_time:
+        skip.add(spec.target)
+        skip.update(spec.key_columns)
     return [c for c in df.columns if c not in skip]

@@ -119,8 +119,10 @@ def fetch_elec2(dest_dir: Path) -> Path:
     """Return the verified Elec2 CSV under ``dest_dir``, downloading its wheel once if needed."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     csv_path = dest_dir / "elec2.csv"
-    if csv_path.exists() and sha256_file(csv_path) == ELEC2_SHA256:
-        return csv_path
+    if csv_path.exists():
+        if sha256_file(csv_path) == ELEC2_SHA256:
+            return csv_path
+        log.warning("%s does not match its sha256 (%s...); fetching it again", csv_path, ELEC2_SHA256[:12])
     with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
         cmd = _pip() + [
             "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.7",

@@ -5,6 +5,7 @@ import numpy as np
 import polars as pl
 
 from mlops_assets.datasets import current_spec
+from mlops_assets.dbt import DBT_DATASETS
 from mlops_assets.defs.ingestion import RAW_KEY
 from mlops_assets.features import build_features, feature_columns
 from mlops_assets.resources import Lake
@@ -19,7 +20,7 @@ LEAKAGE_AUC = 0.95
 @dg.asset(
     group_name="features",
     kinds={"polars", "delta"},
-    deps=[RAW_KEY, DAILY_MART],
+    deps=[RAW_KEY, *([DAILY_MART] if SPEC.name in DBT_DATASETS else [])],
     code_version="1",
 )
 def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
@@ -32,7 +33,7 @@ def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeRes
     raw_uri = lake.uri("raw", SPEC.name)
     raw_version = table_version(raw_uri, lake.options)
     raw = read_table(raw_uri, raw_version, lake.options)
-    daily = read_mart("daily_market")
+    daily = read_mart("daily_market") if SPEC.name in DBT_DATASETS else None
     df = build_features(SPEC, raw, daily)
     result = write_table(
         lake.uri("features", SPEC.name), df, mode="overwrite", evolve_schema=True,

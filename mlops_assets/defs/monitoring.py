@@ -120,8 +120,9 @@ def model_performance(context: dg.AssetExecutionContext, config: PerformanceConf
 
     preds = read_table(lake.uri("predictions", SPEC.name), storage_options=lake.options)
     feats = read_table(lake.uri("features", SPEC.name), storage_options=lake.options)
-    labels = feats.select(SPEC.timestamp, SPEC.label)
-    joined = preds.join(labels, on=SPEC.timestamp, how="left")
+    keys = list(SPEC.key_columns)
+    labels = feats.select(*keys, SPEC.label)
+    joined = preds.join(labels, on=keys, how="left")
     client = mlflow.client()
     rows = []
     for (window, name, version), part in joined.group_by(["window", "model_name", "model_version"], maintain_order=True):

@@ -15,11 +15,12 @@ SPEC = current_spec()
 THRESHOLD = 0.5
 
 
-def prediction_ids(name: str, version: int, keys: pl.Series) -> pl.Series:
-    """Stable ids: the same model scoring the same row always gives the same id."""
+def prediction_ids(name: str, version: int, rows: pl.DataFrame, keys: tuple[str, ...]) -> pl.Series:
+    """Stable ids: the same model scoring the same row (by its key columns) gives the same id."""
+    joined = rows.select(pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|")).to_series()
     return pl.Series(
         "prediction_id",
-        [hashlib.sha256(f"{name}|{version}|{k}".encode()).hexdigest()[:20] for k in keys.cast(pl.String)],
+        [hashlib.sha256(f"{name}|{version}|{k}".encode()).hexdigest()[:20] for k in joined],
     )
 
 
@@ -47,8 +48,10 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
     window = table["window"].max()
     rows = table.filter(pl.col("window") == window)
     score = booster.predict(rows.select(feats).to_numpy())
-    out = rows.select(SPEC.timestamp, "window", "label_at").with_columns(
-        prediction_ids(name, version, rows[SPEC.timestamp]),
+    keys = SPEC.key_columns
+    carried = [*keys, "window", *(["label_at"] if "label_at" in rows.columns else [])]
+    out = rows.select(list(dict.fromkeys(carried))).with_columns(
+        prediction_ids(name, version, rows, keys),
         pl.Series("score", score),
         pl.Series("predicted_label", (score >= THRESHOLD).astype("int64")),
         pl.lit(name).alias("model_name"),

@@ -15,6 +15,7 @@ import dagster as dg
 
 from mlops_assets.datasets import current_spec
 from mlops_assets.defs.ingestion import RAW_KEY
+from mlops_assets.defs.ingestion import windows as partitions
 from mlops_assets.defs.monitoring import DRIFT_CHECK, PERFORMANCE_CHECK
 from mlops_assets.settings import home
 
@@ -152,7 +153,7 @@ def landing_files(context: dg.SensorEvaluationContext):
             requests.append(
                 dg.RunRequest(
                     run_key=f"landing:{digest}:{window}",
-                    partition_key=f"{window}-01",
+                    partition_key=f"{window}-01" if SPEC.windows == "monthly" else window,
                     run_config={"ops": {"raw__" + SPEC.name: {"config": {"source_path": str(path)}}}},
                     tags={TRIGGER_TAG: "landing", "mlops/source_file": path.name},
                 )
@@ -161,4 +162,8 @@ def landing_files(context: dg.SensorEvaluationContext):
     context.update_cursor(json.dumps(sorted(seen)))
     if not requests:
         return dg.SkipReason(f"No new files in {folder}.")
+    if isinstance(partitions, dg.DynamicPartitionsDefinition):
+        # Data without time: each landed batch becomes a partition of its own first.
+        names = sorted({r.partition_key for r in requests})
+        return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=[partitions.build_add_request(names)])
     return requests

@@ -12,7 +12,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from mlops_assets.dbt import DBT_PROJECT, ensure_manifest, row_counts
+from mlops_assets.datasets import current_spec
+from mlops_assets.dbt import DBT_DATASETS, DBT_PROJECT, ensure_manifest, row_counts
 from mlops_assets.settings import prepare_environment
 
 GROUP_NAME = "transform"
@@ -80,30 +81,39 @@ def _with_row_counts(events: list, manifest: Mapping[str, Any]) -> list:
     return counted
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=DBT_PROJECT,
-    name="dbt_models",
-    dagster_dbt_translator=TransformTranslator(),
-)
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Run ``dbt build`` for the selected models: each model, then its tests.
+def _build_dbt_models():
+    """The dbt assets, for the datasets the dbt project models."""
 
-    Events are passed on once dbt has exited (a few seconds), so that row counts can be added;
-    when dbt fails, the events it did produce are still recorded before the error is raised.
-    """
-    h = prepare_environment()
-    Path(h.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
-    # One artifacts folder per run and step, under the configured dbt target path.
-    step = f"{context.op_execution_context.op.name}-{context.run.run_id}"
-    target_path = Path(h.dbt_target_path) / step
-    _reuse_partial_parse(target_path)
-    invocation = dbt.cli(["build"], context=context, target_path=target_path)
-    events, error = [], None
-    try:
-        events.extend(invocation.stream())
-    except Exception as exc:  # dbt's own failure, raised after its last event
-        error = exc
-    yield from _with_row_counts(events, invocation.manifest)
-    if error is not None:
-        raise error
+    @dbt_assets(
+        manifest=ensure_manifest(),
+        project=DBT_PROJECT,
+        name="dbt_models",
+        dagster_dbt_translator=TransformTranslator(),
+    )
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        """Run ``dbt build`` for the selected models: each model, then its tests.
+
+        Events are passed on once dbt has exited (a few seconds), so that row counts can be added;
+        when dbt fails, the events it did produce are still recorded before the error is raised.
+        """
+        h = prepare_environment()
+        Path(h.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+        # One artifacts folder per run and step, under the home (not the repository).
+        step = f"{context.op_execution_context.op.name}-{context.run.run_id}"
+        target_path = h.root / "dbt" / "runs" / step
+        _reuse_partial_parse(target_path)
+        invocation = dbt.cli(["build"], context=context, target_path=target_path)
+        events, error = [], None
+        try:
+            events.extend(invocation.stream())
+        except Exception as exc:  # dbt's own failure, raised after its last event
+            error = exc
+        yield from _with_row_counts(events, invocation.manifest)
+        if error is not None:
+            raise error
+
+    return dbt_models
+
+
+if current_spec().name in DBT_DATASETS:
+    dbt_models = _build_dbt_models()
