@@ -158,6 +158,103 @@ def summary(args) -> int:
     return 0
 
 
+def _print_json(value) -> None:
+    import json
+
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def trace(args) -> int:
+    """One prediction back to its model, training set, tables, source files, code and runs.
+    Reads Delta tables only: no MLflow, LightGBM or Dagster import on this path."""
+    from mlops_assets.audit import AuditError, format_trace
+    from mlops_assets.audit import trace as trace_prediction
+
+    try:
+        result = trace_prediction(args.prediction_id)
+    except AuditError as e:
+        raise SystemExit(str(e)) from e
+    _print_json(result) if args.json else print(format_trace(result))
+    return 0
+
+
+def promotions(args) -> int:
+    """The promotion decisions of the ``registry/promotions`` Delta table, oldest first."""
+    from mlops_assets.audit import AuditError, model_name
+    from mlops_assets.audit import promotions as read_promotions
+    from mlops_assets.datasets import current_spec
+
+    try:
+        table = read_promotions(model_name(current_spec()), args.model_version)
+    except AuditError as e:
+        raise SystemExit(str(e)) from e
+    if args.json:
+        _print_json(table.to_dicts())
+        return 0
+    print(f"{'decided at (UTC)':26} {'challenger':>10} {'before':>6} {'after':>6}  decision  reason")
+    for row in table.iter_rows(named=True):
+        def v(x):
+            return "-" if x is None else f"v{x}"
+        print(f"{row['decided_at']:%Y-%m-%d %H:%M:%S.%f}"[:26].ljust(26),
+              f"{v(row['challenger_version']):>10} {v(row['champion_version_before']):>6} "
+              f"{v(row['champion_version_after']):>6}  {row['decision']}: {row['reason']}")
+    return 0
+
+
+def models(args) -> int:
+    """Registered model versions, optionally only those trained on the given Delta versions."""
+    from mlops_assets.audit import models_trained_on
+
+    found = models_trained_on(features_version=args.features_version,
+                              training_set_version=args.training_set_version,
+                              raw_version=args.raw_version)
+    if args.json:
+        _print_json(found)
+        return 0
+    if not found:
+        print("No registered model version matches.")
+        return 0
+    print(f"{'model':24} {'version':>7} {'features':>8} {'train set':>9} {'raw':>4}  "
+          f"{'sha256':12}  aliases  MLflow run")
+    for m in found:
+        print(f"{m['model_name']:24} {m['model_version']:>7} {m['features_version']!s:>8} "
+              f"{m['training_set_version']!s:>9} {m['raw_version']!s:>4}  "
+              f"{(m['training_set_sha256'] or '-')[:12]:12}  {','.join(m['aliases']) or '-':7}  "
+              f"{m['mlflow_run_id']}")
+    return 0
+
+
+def reproduce(args) -> int:
+    """Rebuild a model version's training set by time travel, verify it, retrain, compare."""
+    from mlops_assets.audit import AuditError, format_reproduce
+    from mlops_assets.audit import reproduce as reproduce_model
+
+    try:
+        result = reproduce_model(args.version, retrain=not args.no_retrain)
+    except AuditError as e:
+        raise SystemExit(f"Cannot reproduce version {args.version}: {e}") from e
+    _print_json(result) if args.json else print(format_reproduce(result))
+    return 0
+
+
+def vacuum(args) -> int:
+    """Remove old Delta files and log entries per the retention settings, keeping every version
+    a registered model needs unless --force."""
+    from mlops_assets.retention import RetentionPolicy, format_report, vacuum_all
+
+    policy = RetentionPolicy.from_env()
+    reports = vacuum_all(policy, force=args.force, dry_run=args.dry_run)
+    _print_json([r.as_dict() for r in reports]) if args.json else print(format_report(policy, reports))
+    return 0
+
+
+def _version(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -187,6 +284,30 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=run)
     p = sub.add_parser("summary", help="print what the home holds: tables, model, champion, drift")
     p.set_defaults(func=summary)
+    p = sub.add_parser("trace", help="one prediction back to its model, training set, tables, source files, code and runs")
+    p.add_argument("prediction_id")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=trace)
+    p = sub.add_parser("promotions", help="the promotion history (registry/promotions)")
+    p.add_argument("--model-version", type=_version, default=None, help="only decisions involving this version")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=promotions)
+    p = sub.add_parser("models", help="registered model versions and the Delta versions they were trained on")
+    p.add_argument("--features-version", type=_version, default=None, help="only models trained on this features table version")
+    p.add_argument("--training-set-version", type=_version, default=None, help="only models trained on this training_set table version")
+    p.add_argument("--raw-version", type=_version, default=None, help="only models trained on this raw table version")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=models)
+    p = sub.add_parser("reproduce", help="rebuild a model version's training set, verify its hash, retrain and compare")
+    p.add_argument("version", type=_positive, help="registered model version")
+    p.add_argument("--no-retrain", action="store_true", help="only rebuild and verify the training set")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=reproduce)
+    p = sub.add_parser("vacuum", help="remove old Delta files and log entries per the retention settings (MLOPS_DELTA_VACUUM_RETENTION_HOURS, MLOPS_DELTA_LOG_RETENTION_DAYS)")
+    p.add_argument("--force", action="store_true", help="also remove files that registered model versions still need")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=vacuum)
     args = parser.parse_args(argv)
     return args.func(args)
 

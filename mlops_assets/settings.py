@@ -4,15 +4,14 @@ Everything local lives under one home directory, ``MLOPS_HOME`` (default ``.mlop
 project root). Each location can be overridden on its own, so the same code runs against object
 storage, an MLflow server or a Postgres-backed Dagster instance by configuration only:
 
-=========================  ==================================================
-``MLOPS_HOME``             root of all local state
-``MLOPS_DELTA_ROOT``       Delta Lake root (a path or ``s3://``, ``az://`` ... URI)
-``MLFLOW_TRACKING_URI``    MLflow tracking store (SQLite file by default)
-``MLOPS_OPTUNA_STORAGE``   Optuna storage (any SQLAlchemy URL)
-``MLOPS_DUCKDB_PATH``      the DuckDB warehouse dbt builds into
-``MLOPS_DBT_TARGET_PATH``  dbt's target directory (manifest, run results)
-``DAGSTER_HOME``           the Dagster instance (runs, event log, schedules)
-=========================  ==================================================
+- ``MLOPS_HOME``: root of all local state
+- ``MLOPS_DELTA_ROOT``: Delta Lake root (a path or an ``s3://``, ``az://`` ... URI)
+- ``MLOPS_MLFLOW_TRACKING_URI``: MLflow tracking store and registry (SQLite by default)
+- ``MLOPS_MLFLOW_ARTIFACTS``: where new MLflow experiments keep artifacts
+- ``MLOPS_OPTUNA_STORAGE``: Optuna storage (any SQLAlchemy URL)
+- ``MLOPS_DUCKDB_PATH``: the DuckDB warehouse dbt builds into
+- ``MLOPS_DBT_TARGET_PATH``: dbt's target directory (manifest, parse state)
+- ``DAGSTER_HOME``: the Dagster instance (runs, event log, sensor ticks)
 """
 
 import os
@@ -50,7 +49,10 @@ class Home:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}")
+        # Not MLFLOW_TRACKING_URI: MLflow itself writes that variable whenever a store is chosen.
+        return os.environ.get(
+            "MLOPS_MLFLOW_TRACKING_URI", f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}"
+        )
 
     @property
     def mlflow_artifact_location(self) -> str:

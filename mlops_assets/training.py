@@ -57,13 +57,14 @@ def split_training_set(
     spec: DatasetSpec, features: pl.DataFrame, windows: Windows,
     valid_share: float = 0.15, holdout_share: float = 0.15,
 ) -> pl.DataFrame:
-    """Labelled rows of the training windows with a ``split`` column: train, valid, holdout by time."""
-    scoring_start = features.filter(pl.col("window") == windows.scoring)[spec.timestamp].min()
-    df = features.filter(
-        pl.col("window").is_in(windows.train)
-        & pl.col(spec.label).is_not_null()
-        & (pl.col("label_at") < scoring_start)
-    ).sort(spec.timestamp)
+    """Labelled rows of the training windows with a ``split`` column: train, valid, holdout in
+    the data's order (by time; by window and key for data without time)."""
+    labelled = pl.col("window").is_in(windows.train) & pl.col(spec.label).is_not_null()
+    if spec.has_time:
+        scoring_start = features.filter(pl.col("window") == windows.scoring)[spec.timestamp].min()
+        df = features.filter(labelled & (pl.col("label_at") < scoring_start)).sort(spec.timestamp)
+    else:
+        df = features.filter(labelled).sort("window", *spec.key_columns)
     if df.height < 100:
         raise ValueError(f"Only {df.height} labelled rows in windows {windows.train}; need at least 100.")
     n = df.height
@@ -71,6 +72,11 @@ def split_training_set(
     n_train = n - n_hold - n_valid
     split = np.array(["train"] * n_train + ["valid"] * n_valid + ["holdout"] * n_hold)
     return df.with_columns(pl.Series("split", split))
+
+
+def order_column(spec: DatasetSpec) -> str:
+    """The column that places a row in the data's order: the time column, else its window."""
+    return spec.timestamp if spec.has_time else "window"
 
 
 def content_hash(df: pl.DataFrame) -> str:
@@ -96,7 +102,7 @@ def validate_training_set(spec: DatasetSpec, df: pl.DataFrame, features: list[st
     (null and NaN are fine: LightGBM treats them as missing); each split must hold rows, and
     each must hold both classes, since training needs positives and AUC is undefined without them.
     """
-    required = [spec.timestamp, spec.label, "split", *spec.numeric, *spec.categorical]
+    required = [order_column(spec), spec.label, "split", *spec.numeric, *spec.categorical]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise TrainingSetError(
@@ -113,7 +119,7 @@ def validate_training_set(spec: DatasetSpec, df: pl.DataFrame, features: list[st
                  "inf": y.is_infinite().fill_null(False)}
         for kind, mask in kinds.items():
             if mask.any():
-                first = df.filter(mask)[spec.timestamp][0]
+                first = df.filter(mask)[order_column(spec)][0]
                 problems.append(
                     f"label {spec.label!r} is {kind} in {int(mask.sum())} row(s), first at {first}"
                 )

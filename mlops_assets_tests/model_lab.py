@@ -3,6 +3,7 @@ real training, registry and Optuna resources on files under a temporary director
 Dagster instance. Shared by test_training.py and test_registry.py."""
 
 import functools
+import os
 import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
@@ -13,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from mlops_assets.datasets import current_spec
+from mlops_assets.defs.features import features, no_single_feature_leak
 from mlops_assets.defs.registry import champion, promotion_gate
 from mlops_assets.defs.training import evaluation, hyperparameters, model, training_set
 from mlops_assets.resources import Lake, MlflowTracking, OptunaStudies, ReportStore
@@ -24,7 +26,10 @@ prepare_environment()  # telemetry off, as for the real code location
 SPEC = current_spec()
 WINDOWS = ("2024-01", "2024-02", "2024-03", "2024-04")
 ROWS_PER_WINDOW = 200
-GRAPH = [training_set, hyperparameters, model, evaluation, promotion_gate, champion]
+# ``features`` is never materialized here (its table is written directly); it is in the graph
+# for lineage and for its leakage check.
+GRAPH = [features, no_single_feature_leak, training_set, hyperparameters, model, evaluation,
+         promotion_gate, champion]
 
 
 def synthetic_features(seed: int = 0) -> pl.DataFrame:
@@ -48,6 +53,22 @@ def synthetic_features(seed: int = 0) -> pl.DataFrame:
         SPEC.label: label,
         "label_at": pl.Series(ts, dtype=pl.Datetime("us", "UTC")) + SPEC.horizon,
     })
+
+
+def keep_mlflow_environment():
+    """Generator for a module fixture: put back MLflow's URI variables afterwards.
+
+    ``mlflow.set_tracking_uri`` (called by the MlflowTracking resource) also exports
+    ``MLFLOW_TRACKING_URI``, which ``settings.home()`` honours, so without this the next test
+    module's default resources would point at this module's temporary store."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @functools.cache
@@ -85,10 +106,10 @@ class Lab:
     def uri(self, *parts: str) -> str:
         return self.resources["lake"].uri(*parts)
 
-    def materialize(self, selection: list[str], *, trials: int = 3, gate: dict | None = None,
-                    raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def materialize(self, selection: list[str] | dg.AssetSelection, *, trials: int = 3,
+                    gate: dict | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         ops = {}
-        if "hyperparameters" in selection:
+        if isinstance(selection, list) and "hyperparameters" in selection:
             ops["hyperparameters"] = {"config": {"n_trials": trials}}
         if gate is not None:  # the check runs with its asset, evaluation
             ops["evaluation_promotion_gate"] = {"config": gate}

@@ -16,11 +16,18 @@ from urllib.parse import urlparse
 
 import dagster as dg
 import pytest
-from model_lab import SPEC, Lab
+from model_lab import SPEC, Lab, keep_mlflow_environment
 
 from mlops_assets.definitions import defs
+from mlops_assets.defs.features import no_single_feature_leak
 from mlops_assets.registry import decide
 from mlops_assets.tables import open_table, read_table
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_environment():
+    yield from keep_mlflow_environment()
+
 
 NAME = f"{SPEC.name}_lightgbm"
 GATE = dg.AssetCheckKey(dg.AssetKey("evaluation"), "promotion_gate")
@@ -53,6 +60,7 @@ def story(tmp_path_factory):
                 "champion_meta": lab.meta("champion"),
             }
 
+        lab.materialize(dg.AssetSelection.checks(no_single_feature_leak))
         step("A", lab.materialize(["training_set", "hyperparameters", "model", "evaluation", "champion"]))
         step("B", lab.materialize(["model", "evaluation", "champion"]))
         step("C", lab.materialize(["evaluation", "champion"], gate={"margin": -1.0}))
@@ -172,6 +180,7 @@ def test_each_version_gets_a_model_card_from_its_lineage(story):
     assert "3 trials (3 complete, 0 pruned, 0 failed)" in card
     assert "| challenger | 1 |" in card
     assert "| evaluation:promotion_gate | passed |" in card
+    assert "| features:no_single_feature_leak | passed |" in card  # a check upstream
     assert "Trained on data from 2024-01-01 00:00:00+00:00 to 2024-03-14" in card
     client = lab.client()
     run_id = client.get_model_version(NAME, "1").run_id

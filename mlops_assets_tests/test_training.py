@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import polars as pl
 import pytest
-from model_lab import SPEC, Lab, synthetic_features
+from model_lab import SPEC, Lab, keep_mlflow_environment, synthetic_features
 
 from mlops_assets.features import feature_columns
 from mlops_assets.registry import RegistryError, require_signature
@@ -27,6 +27,12 @@ from mlops_assets.training import (
     tune,
     validate_training_set,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_environment():
+    yield from keep_mlflow_environment()
+
 
 PARAMS = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10, "feature_fraction": 0.7,
           "bagging_fraction": 0.7, "bagging_freq": 1}

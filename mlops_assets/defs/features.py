@@ -4,6 +4,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from mlops_assets.audit import provenance
 from mlops_assets.datasets import current_spec
 from mlops_assets.dbt import DBT_DATASETS
 from mlops_assets.defs.ingestion import RAW_KEY
@@ -38,6 +39,7 @@ def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeRes
     result = write_table(
         lake.uri("features", SPEC.name), df, mode="overwrite", evolve_schema=True,
         storage_options=lake.options,
+        commit_metadata=provenance(context.run.run_id, raw_version=raw_version),
     )
     labelled = df.filter(pl.col(SPEC.label).is_not_null()).height
     context.log.info(

@@ -13,6 +13,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from mlops_assets.audit import provenance
 from mlops_assets.datasets import DatasetSpec, current_spec
 from mlops_assets.freshness import RAW_FRESHNESS
 from mlops_assets.resources import Lake
@@ -129,6 +130,10 @@ def raw_table(context: dg.AssetExecutionContext, config: RawConfig, lake: Lake):
     result = write_table(
         lake.uri("raw", SPEC.name), valid, mode="overwrite", replace_where=f"window in ({in_list})",
         partition_by=["window"], storage_options=lake.options,
+        commit_metadata=provenance(
+            context.run.run_id, windows=",".join(wanted),
+            source_sha256=",".join(sorted(valid["source_sha256"].unique().to_list())),
+        ),
     )
     counts = valid.group_by("window").len().sort("window")
     context.log.info(

@@ -163,8 +163,11 @@ def _gate_verdict(instance: dg.DagsterInstance) -> dict | None:
 
 
 def _upstream_checks(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
-    """The latest outcome of every check on the assets upstream of this one, for the model card."""
+    """The latest outcome of every check on the assets upstream of this one, for the model card.
+    A run of a few assets (a retrain) has a job graph with only their checks, so the graph it
+    was cut from is used."""
     graph = context.job_def.asset_layer.asset_graph
+    graph = getattr(graph, "source_asset_graph", graph)
     seen, todo = set(), [context.asset_key]
     while todo:
         key = todo.pop()

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import polars as pl
 
+from mlops_assets.audit import lineage_row, provenance, record_model_lineage
 from mlops_assets.datasets import current_spec
 from mlops_assets.defs.features import features
 from mlops_assets.resources import Lake, MlflowTracking
@@ -38,9 +39,18 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
     if alias_now != version:
         context.log.warning("Champion alias moved to v%s since the champion asset ran; scoring with v%s", alias_now, alias_now)
         version = alias_now
-    feats = ml.artifacts.load_dict(f"runs:/{mlflow.client().get_model_version(name, str(version)).run_id}/training_set.json")["features"]
+    lineage = ml.artifacts.load_dict(f"runs:/{mlflow.client().get_model_version(name, str(version)).run_id}/training_set.json")
+    feats = lineage["features"]
     booster = ml.lightgbm.load_model(f"models:/{name}/{version}")
     run_id = mlflow.client().get_model_version(name, str(version)).run_id
+    # What this version was trained on, kept in Delta so that a trace needs no MLflow.
+    mv = mlflow.client().get_model_version(name, str(version))
+    record_model_lineage(
+        lake.uri("registry", "model_lineage"),
+        lineage_row(name, version, mlflow.client().get_run(run_id), lineage, mv.creation_timestamp,
+                    context.run.run_id),
+        storage_options=lake.options,
+    )
 
     feat_uri = lake.uri("features", SPEC.name)
     feat_version = table_version(feat_uri, lake.options)
@@ -65,6 +75,11 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
         lake.uri("predictions", SPEC.name), out, mode="overwrite",
         replace_where=f"window = '{window}' AND model_version = {version}",
         partition_by=["window"], storage_options=lake.options,
+        commit_metadata=provenance(
+            context.run.run_id, model_name=name, model_version=version, mlflow_run_id=run_id,
+            features_version=feat_version,
+            training_set_version=lineage.get("training_set_delta_version"),
+        ),
     )
     context.log.info("Scored %d rows of window %s with %s v%s", out.height, window, name, version)
     return dg.MaterializeResult(

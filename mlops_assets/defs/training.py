@@ -26,6 +26,7 @@ from mlops_assets.tables import (
     write_table,
 )
 from mlops_assets.training import (
+    order_column,
     SPLITS,
     binary_metrics,
     calibration_table,
@@ -94,7 +95,7 @@ def training_set(
             "raw_delta_version": raw_version,
             "train_windows": ", ".join(windows.train),
             "scoring_window": windows.scoring,
-            "time_range": f"{df[SPEC.timestamp].min()} .. {df[SPEC.timestamp].max()}",
+            "time_range": f"{df[order_column(SPEC)].min()} .. {df[order_column(SPEC)].max()}",
             "content_sha256": digest,
             "splits": dg.MetadataValue.md(markdown_table(sizes.sort("split"))),
         }
@@ -153,7 +154,7 @@ def _lineage(lake: Lake, version: int, df: pl.DataFrame) -> dict:
         "train_windows": commit.get("train_windows", ""),
         "scoring_window": commit.get("scoring_window", ""),
         "label": SPEC.label,
-        "timestamp": SPEC.timestamp,
+        "timestamp": order_column(SPEC),
         "splits": {name: _span(df.filter(pl.col("split") == name)) for name in SPLITS},
     }
 
@@ -164,7 +165,7 @@ def _or_minus_one(version: int | None) -> int:
 
 
 def _span(part: pl.DataFrame) -> dict:
-    ts = part[SPEC.timestamp]
+    ts = part[order_column(SPEC)]
     return {"rows": part.height, "from": str(ts.min()), "to": str(ts.max()),
             "positive_rate": float(part[SPEC.label].mean())}
 
@@ -459,7 +460,7 @@ def evaluation(
     _, _, parts, _ = _splits(lake, model["training_set_version"])
     holdout = parts["holdout"]
     y = holdout[SPEC.label].to_numpy()
-    ts = holdout[SPEC.timestamp]
+    ts = holdout[order_column(SPEC)]
     window = {"start": str(ts.min()), "end": str(ts.max()), "rows": int(len(y)),
               "training_set_version": model["training_set_version"]}
 
