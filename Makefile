@@ -50,3 +50,15 @@ lock:
 
 clean:
 	rm -rf $(MLOPS_HOME)
+
+# The browser test (mlops_assets_tests/ui): Debian's chromium, installed with apt-get if missing,
+# drives a real `dagster dev` on 127.0.0.1 over a freshly materialized home. Screenshots go to
+# UI_SCREENSHOTS (`make test-ui UI_SCREENSHOTS=$(CURDIR)/docs` refreshes the README's).
+UI_SCREENSHOTS ?= $(MLOPS_HOME)/ui_screenshots
+.PHONY: test-ui
+test-ui: $(STAMP)
+	@command -v $${MLOPS_CHROMIUM:-chromium} >/dev/null 2>&1 || { \
+	    sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	    echo "installing Debian's chromium with apt-get"; \
+	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; }
+	MLOPS_UI_TESTS=1 MLOPS_UI_SCREENSHOTS=$(UI_SCREENSHOTS) $(BIN)/python -m pytest mlops_assets_tests/ui $(PYTEST_ARGS)

@@ -42,8 +42,15 @@ def print_summary() -> None:
         print(f"\nModel {model['model_name']} version {model['model_version']} (MLflow run {model['mlflow_run_id']})")
         print(f"  valid AUC {model['valid_auc']:.3f} | holdout AUC {model['holdout_auc']:.3f}"
               f" | holdout log loss {model['holdout_log_loss']:.3f} | holdout accuracy {model['holdout_accuracy']:.3f}")
+    tuning = _latest_meta(instance, dg.AssetKey("hyperparameters"))
+    if tuning:
+        print(f"  tuning: {tuning.get('trials', '?')} trials in study {tuning.get('study_name', '?')} "
+              f"({tuning.get('trials_complete', '?')} complete, {tuning.get('trials_pruned', 0)} pruned, "
+              f"{tuning.get('trials_failed', 0)} failed), best valid AUC {tuning.get('best_valid_auc', float('nan')):.3f}")
     if champ:
         print(f"  champion: version {champ['champion_version']} ({champ['decision']}: {champ['reason']})")
+        if champ.get("model_card_path"):
+            print(f"  model card: {champ['model_card_path']}")
     if preds:
         print(f"\nPredictions for window {preds['window']} by version {preds['model_version']}: "
               f"{preds['rows_written']} rows, mean score {preds['mean_score']:.3f}")

@@ -9,6 +9,7 @@ vacuum removes what reproducing v1 needs.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def home():
         yield Home(root, runs)
     finally:
         mp.undo()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _delta(*parts) -> str:

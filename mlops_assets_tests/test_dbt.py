@@ -109,7 +109,7 @@ def test_dbt_tests_pass_as_asset_checks(build):
 
 def test_unit_test_ran_and_passed(build):
     run_id = build["result"].run_id
-    run_results = build["root"] / "dbt_target" / f"dbt_models-{run_id}" / "run_results.json"
+    run_results = build["root"] / "dbt" / "runs" / f"dbt_models-{run_id}" / "run_results.json"
     results = json.loads(run_results.read_text())["results"]
     unit = [r for r in results if r["unique_id"].startswith("unit_test.")]
     assert [r["status"] for r in unit] == ["pass"]

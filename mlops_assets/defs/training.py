@@ -12,6 +12,7 @@ import polars as pl
 from pydantic import Field
 
 from mlops_assets import plots
+from mlops_assets.audit import provenance
 from mlops_assets.datasets import current_spec
 from mlops_assets.defs.features import features
 from mlops_assets.features import feature_columns
@@ -75,11 +76,12 @@ def training_set(
     result = write_table(
         lake.uri("training_set", SPEC.name), df, mode="overwrite", evolve_schema=True,
         storage_options=lake.options,
-        commit_metadata={
-            "features_version": str(feat_version), "raw_version": str(raw_version),
-            "content_sha256": digest, "train_windows": ",".join(windows.train),
-            "scoring_window": windows.scoring,
-        },
+        commit_metadata=provenance(
+            context.run.run_id,
+            features_version=feat_version, raw_version=raw_version, content_sha256=digest,
+            train_windows=",".join(windows.train), scoring_window=windows.scoring,
+            valid_share=config.valid_share, holdout_share=config.holdout_share,
+        ),
     )
     sizes = df.group_by("split").agg(
         pl.len().alias("rows"), pl.col(SPEC.label).mean().alias("positive_rate")

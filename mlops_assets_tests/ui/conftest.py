@@ -27,6 +27,7 @@ UI_FLAG = "MLOPS_UI_TESTS"
 DEMO_ARGS = ["--trials", "3", "--replay-through", "1996-09"]
 # Variables of the outer test session that would point the server away from its own home.
 _OVERRIDES = ("DAGSTER_HOME", "MLOPS_DELTA_ROOT", "MLOPS_DUCKDB_PATH", "MLFLOW_TRACKING_URI",
+              "MLOPS_MLFLOW_TRACKING_URI",
               "MLOPS_OPTUNA_STORAGE", "MLOPS_MLFLOW_ARTIFACTS", "MLOPS_DBT_TARGET_PATH",
               "MLOPS_LANDING_DIR")
 

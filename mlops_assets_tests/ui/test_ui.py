@@ -90,6 +90,7 @@ def _shoot(browser, folder: Path, name: str, **kwargs) -> Path:
 
 
 def _open(browser, server, path: str, *needles: str, timeout: float = 90) -> str:
+    browser.resize(1440, 900)
     browser.goto(server.base + path)
     return browser.wait_for_text(*needles, timeout=timeout)
 
@@ -121,6 +122,7 @@ def page(server, browser):
     yield browser
     # Everything the page loaded came from the local server: no CDN, fonts or telemetry.
     browser.eval("1")  # drain pending protocol events
+    assert any(u.startswith(server.base + "/") for u in browser.requests), "no requests were recorded"
     foreign = [u for u in browser.requests
                if not u.startswith((server.base + "/", "data:", "blob:", "about:"))]
     assert not foreign, f"the UI requested other hosts: {sorted(set(foreign))[:10]}"
@@ -141,15 +143,17 @@ def test_asset_graph_shows_every_group_and_asset(page, server, shots):
 
     # Hide the group list, then expand every group (the graph's own shortcut, Alt+E): the graph
     # lays itself out again over the full width and shows every asset inside its group.
-    assert page.click_icon("panel_show_right"), "no sidebar toggle"
-    page.press("e", "KeyE", 69, modifiers=1)
-    names = [k.split("/")[-1] for keys in GROUPS.values() for k in keys]
-    page.wait_for(f"(() => {{ const t = {GRAPH_TEXT_JS}; return {json.dumps(names)}"
-                  ".every(n => t.includes(n)); })()", 60, what="asset nodes after expanding the groups")
-    time.sleep(1.5)  # the viewport animates to its new fit
     page.resize(1600, 760)
+    assert page.click_icon("panel_show_right"), "no sidebar toggle"
+    names = [k.split("/")[-1] for keys in GROUPS.values() for k in keys]
+    expanded = f"(() => {{ const t = {GRAPH_TEXT_JS}; return {json.dumps(names)}.every(n => t.includes(n)); }})()"
+    if page.eval(expanded):  # already expanded (a remembered state): collapse first
+        page.press("e", "KeyE", 69, modifiers=1)
+        page.wait_for(f"!{expanded}", 30, what="groups collapsed")
+    page.press("e", "KeyE", 69, modifiers=1)
+    page.wait_for(expanded, 60, what="asset nodes after expanding the groups")
+    time.sleep(1.5)  # the viewport animates to its new fit
     _shoot(page, shots, "ui_lineage.png")
-    page.resize(1440, 900)
 
 
 def test_drift_report_page_shows_rows_schema_version_and_report(page, server, ui_home, shots):
@@ -175,10 +179,21 @@ def test_drift_report_page_shows_rows_schema_version_and_report(page, server, ui
     assert body.lstrip().lower().startswith("<!doctype html") and "Drifted Columns" in body
     assert Path(meta["report"]["text"]) == html
 
-    page.resize(1440, 1900)
-    time.sleep(0.5)
+    # Two views of the page: the top (status, row count, schema), then its metadata (Delta
+    # version, verdict, per-column drift, the report's link), scrolled to the section's heading.
+    page.resize(1440, 1000)
     _shoot(page, shots, "ui_drift_report.png")
-    page.resize(1440, 900)
+    page.resize(1440, 1400)
+    visible = page.eval("""(() => {
+      const heading = Array.from(document.querySelectorAll('div, span, h1, h2, h3, h4'))
+        .find(e => e.childElementCount === 0 && e.innerText.trim() === 'Metadata');
+      if (!heading) return null;
+      heading.scrollIntoView({block: 'start'});
+      const link = document.querySelector('a[href^="file:"]');
+      const r = link.getBoundingClientRect();
+      return r.top > 0 && r.bottom < window.innerHeight; })()""")
+    assert visible, "the report link does not fit below the metadata heading"
+    _shoot(page, shots, "ui_drift_metadata.png")
 
 
 def test_model_page_links_its_mlflow_run_and_version(page, server, ui_home, shots):
@@ -271,8 +286,8 @@ def test_materialize_from_the_asset_page(page, server, ui_home):
 def test_sensors_page_shows_both_sensors_running(page, server, shots):
     text = _open(page, server, "/automation", *SENSORS)
     assert "mlops_assets" in text
-    # Each sensor's row has a selection box on the left and, once its state has loaded, its
-    # on/off switch on the right.
+    # Each sensor's row has a selection box on the left and its on/off switch on the right (a
+    # disabled placeholder until the sensor's state has loaded).
     switches = page.wait_for("""(() => {
       const out = {};
       for (const input of document.querySelectorAll('input[type=checkbox]')) {
@@ -280,7 +295,8 @@ def test_sensors_page_shows_both_sensors_running(page, server, shots):
         while (row && !row.innerText.trim()) row = row.parentElement;
         const name = row ? row.innerText.trim().split('\\n')[0] : '';
         const boxes = row ? row.querySelectorAll('input[type=checkbox]') : [];
-        if (%s.includes(name) && boxes.length >= 2) out[name] = boxes[boxes.length - 1].checked;
+        const toggle = boxes[boxes.length - 1];
+        if (%s.includes(name) && boxes.length >= 2 && !toggle.disabled) out[name] = toggle.checked;
       }
       return Object.keys(out).length === %d ? out : null; })()""" % (json.dumps(list(SENSORS)), len(SENSORS)),
         60, what="the sensors' switches")
@@ -292,7 +308,6 @@ def test_sensors_page_shows_both_sensors_running(page, server, shots):
     assert {name: sensors[name]["sensorState"]["status"] for name in SENSORS} == {s: "RUNNING" for s in SENSORS}
     page.resize(1440, 320)
     _shoot(page, shots, "ui_sensors.png")
-    page.resize(1440, 900)
 
     # The daemon ticks them under `dagster dev`; the sensor's own page shows it running.
     tick_query = """query($name: String!) { sensorOrError(sensorSelector: {repositoryName: "__repository__",
