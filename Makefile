@@ -62,3 +62,9 @@ test-ui: $(STAMP)
 	    echo "installing Debian's chromium with apt-get"; \
 	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; }
 	MLOPS_UI_TESTS=1 MLOPS_UI_SCREENSHOTS=$(UI_SCREENSHOTS) $(BIN)/python -m pytest mlops_assets_tests/ui $(PYTEST_ARGS)
+
+# Benchmarks against the libraries and peers (issue 7); writes docs/benchmarks.md.
+# `make bench BENCH_ARGS=--quick` takes a few minutes; the full run about 20 minutes on 2 cores.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -34,6 +34,8 @@ _OFFLINE_ENV = {
 _DAGSTER_YAML = """\
 telemetry:
   enabled: false
+nux:
+  enabled: false
 """
 
 

@@ -146,6 +146,7 @@ def test_drift_report_is_written_with_a_verdict(rounds):
     assert meta["window"] == "1996-08"
     assert meta["verdict"] in ("DRIFT", "no drift")
     assert Path(meta["report"]).exists() and Path(meta["report"]).stat().st_size > 10_000
+    assert meta["report_url"].startswith("http://127.0.0.1:5000/#/experiments/")  # served by MLflow
     drift = read_table(_delta("monitoring", "drift"))
     assert set(drift["column"]) >= set(ELEC2.numeric)
     assert drift.height == len(ELEC2.numeric)  # replaced, not duplicated, by the second run

@@ -144,9 +144,7 @@ def raw_table(context: dg.AssetExecutionContext, config: RawConfig, lake: Lake):
     yield dg.MaterializeResult(
         metadata={
             **table_metadata(result, valid),
-            # The rows of the windows this run wrote; the whole table's count is table_rows.
-            "dagster/row_count": valid.height,
-            "table_rows": result.table_rows if result.table_rows is not None else valid.height,
+            "window_rows": valid.height,
             "windows": ", ".join(wanted),
             "rows_per_window": dg.MetadataValue.md(markdown_table(counts)),
             "source_file": dg.MetadataValue.path(str(paths[0])) if len(paths) == 1 else sources,

@@ -27,7 +27,7 @@ class DriftConfig(dg.Config):
     check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset="drift_report",
                                    description="The latest window has not drifted from the training data.")],
 )
-def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: Lake, reports: ReportStore):
+def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: Lake, reports: ReportStore, mlflow: MlflowTracking):
     """Per-column drift of the latest window against the training set's windows: the statistic,
     its threshold and a verdict per column, the share of drifted columns and the verdict for the
     window, plus an Evidently HTML report for people. Columns that cannot be tested are listed
@@ -65,6 +65,9 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: L
         partition_by=["window"], storage_options=lake.options,
     )
     verdict = "DRIFT" if summary.drifted else "no drift"
+    # Browsers do not open file:// links from the UI, so the report is also an MLflow artifact,
+    # served over http by the MLflow UI.
+    report_run = _log_report(context, mlflow, html, window, summary)
     context.log.info(
         "Drift of window %s: %s (%d of %d tested columns drifted, share %.2f); report %s",
         window, verdict, summary.n_drifted, summary.n_tested, summary.drift_share, html,
@@ -77,7 +80,7 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: L
         "tested_columns": summary.n_tested,
         "columns": dg.MetadataValue.md(summary.to_markdown()),
         "report": dg.MetadataValue.path(str(html)),
-        "report_url": dg.MetadataValue.url(html.resolve().as_uri()),
+        "report_url": dg.MetadataValue.url(report_run),
         "training_set_delta_version": ts_version,
         "features_delta_version": feat_version,
     }
@@ -87,6 +90,17 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: L
         metadata={"window": window, "drift_share": summary.drift_share,
                   "drifted": ", ".join(c.column for c in summary.columns if c.status == "drift")},
     )
+
+
+def _log_report(context, mlflow: MlflowTracking, html, window: str, summary) -> str:
+    """Log the HTML report to an MLflow run of its own; return the link to it in the MLflow UI."""
+    ml, exp_id = mlflow.setup()
+    with mlflow.start_run(context, run_name=f"drift-{SPEC.name}-{window}") as run:
+        ml.set_tags({"mlops_kind": "drift_report", "window": window})
+        ml.log_metrics({"drift_share": summary.drift_share, "drifted_columns": summary.n_drifted,
+                        "tested_columns": summary.n_tested})
+        ml.log_artifact(str(html), artifact_path="drift")
+    return f"{mlflow.run_url(exp_id, run.info.run_id)}/artifacts/drift/{html.name}"
 
 
 PERFORMANCE_CHECK = "champion_performance"

@@ -253,6 +253,9 @@ def test_materialize_from_the_asset_page(page, server, ui_home):
 
     _open(page, server, "/assets/features", "Latest materialization", "Materialize")
     assert page.click_text("Materialize"), "no Materialize button"
+    # The toast the person sees names the run.
+    toast = page.wait_for_text("Launched run", timeout=60)
+    launched = re.search(r"Launched run (\w+)", toast).group(1)
 
     deadline = time.monotonic() + 60
     while True:
@@ -263,6 +266,7 @@ def test_materialize_from_the_asset_page(page, server, ui_home):
         time.sleep(0.5)
     assert len(new) == 1 and new[0]["assetSelection"] == [{"path": ["features"]}], new
     run_id = new[0]["runId"]
+    assert run_id.startswith(launched), (launched, run_id)
 
     deadline = time.monotonic() + 300
     while True:
