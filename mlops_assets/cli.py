@@ -267,8 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     # The product's own progress lines (data fetched, rows written) on stderr; library noise off.
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("mlops_assets").setLevel(logging.INFO)
+    ours = logging.getLogger("mlops_assets")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", category=UserWarning, module="pydantic")
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)

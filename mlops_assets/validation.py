@@ -336,3 +336,13 @@ def quarantine_verdict(quarantined: int | pl.DataFrame, rows: int,
     if n > rows:
         raise ValueError(f"{n} quarantined rows out of a batch of {rows}")
     return QuarantineVerdict(rows, n, max_share)
+
+
+def features_schema(spec: DatasetSpec, df: pl.DataFrame, features: list[str]) -> pa.DataFrameSchema:
+    """The contract of the feature table: one row per key, numeric inputs that are finite where
+    present (nulls are allowed: lags start empty and LightGBM reads them as missing), and a
+    label of 0 or 1 where it has arrived."""
+    rules = {col: ColumnRule(df.schema[col], required=False, finite=True) for col in features}
+    rules[spec.label] = ColumnRule(df.schema[spec.label], required=False, categories=(0, 1))
+    rules["window"] = ColumnRule(pl.String())
+    return build_schema(f"features_{spec.name}", rules, key=tuple(spec.key_columns))

@@ -180,3 +180,27 @@ def test_quarantine_threshold():
     assert v.message == "3 of 100 row(s) quarantined (3.00%), above the allowed share of 2.00%"
     with pytest.raises(ValueError):
         quarantine_verdict(1, 100, 1.5)
+
+
+def test_feature_table_schema_refuses_inf_bad_labels_and_duplicate_keys():
+    """The features asset's blocking check: nulls pass (lags start empty), inf, a label
+    outside {0, 1} and a repeated key do not."""
+    from datetime import datetime, timezone
+
+    from mlops_assets.datasets import ELEC2
+    from mlops_assets.validation import failure_cases, features_schema
+
+    ts = [datetime(1996, 5, 7, h, tzinfo=timezone.utc) for h in range(4)]
+    good = pl.DataFrame({
+        "ts": ts, "window": ["1996-05"] * 4, "nswprice_lag_1": [None, 0.1, 0.2, 0.3],
+        "price_up_ahead": [0, 1, None, 1],
+    })
+    feats = ["nswprice_lag_1"]
+    assert failure_cases(features_schema(ELEC2, good, feats), good) is None
+    bad = good.with_columns(
+        pl.Series("nswprice_lag_1", [None, float("inf"), 0.2, 0.3]),
+        pl.Series("price_up_ahead", [0, 1, None, 2]),
+        pl.Series("ts", [ts[0], ts[1], ts[2], ts[2]]),
+    )
+    cases = failure_cases(features_schema(ELEC2, bad, feats), bad)
+    assert set(cases["kind"]) >= {"inf", "not_allowed", "duplicate_key"}

@@ -9,12 +9,14 @@ from mlops_assets.datasets import current_spec
 from mlops_assets.dbt import DBT_DATASETS
 from mlops_assets.defs.ingestion import RAW_KEY
 from mlops_assets.features import build_features, feature_columns
+from mlops_assets.validation import describe_failures, failure_cases, features_schema
 from mlops_assets.resources import Lake
 from mlops_assets.tables import markdown_table, read_table, table_metadata, table_version, write_table
 
 SPEC = current_spec()
 DAILY_MART = dg.AssetKey(["daily_market"])
 LEAKAGE_CHECK = "no_single_feature_leak"
+SCHEMA_CHECK = "features_schema"
 LEAKAGE_AUC = 0.95
 
 
@@ -22,9 +24,12 @@ LEAKAGE_AUC = 0.95
     group_name="features",
     kinds={"polars", "delta"},
     deps=[RAW_KEY, *([DAILY_MART] if SPEC.name in DBT_DATASETS else [])],
-    code_version="1",
+    code_version="2",
+    output_required=False,
+    check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset="features", blocking=True,
+                                   description="Numeric inputs finite where present, label 0/1, one row per key (pandera).")],
 )
-def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def features(context: dg.AssetExecutionContext, lake: Lake):
     """One row per raw row with what is known at that time: calendar, lags, rolling means and
     deviations over the horizon, declared differences, the previous day's market summary (dbt
     mart ``daily_market``), and the label: the target one horizon ahead (null until it arrives).
@@ -36,6 +41,13 @@ def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeRes
     raw = read_table(raw_uri, raw_version, lake.options)
     daily = read_mart("daily_market") if SPEC.name in DBT_DATASETS else None
     df = build_features(SPEC, raw, daily)
+    cases = failure_cases(features_schema(SPEC, df, feature_columns(SPEC, df)), df)
+    if cases is not None:
+        yield dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=False,
+                                  metadata={"failures": cases.height,
+                                            "first_failures": dg.MetadataValue.md(markdown_table(cases.head(20)))})
+        raise dg.Failure(f"The feature table breaks its schema in {cases.height} place(s); table left "
+                         "unchanged.\n" + describe_failures(cases, df))
     result = write_table(
         lake.uri("features", SPEC.name), df, mode="overwrite", evolve_schema=True,
         storage_options=lake.options,
@@ -46,7 +58,7 @@ def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeRes
         "Built %d feature rows (%d labelled) from raw version %s into Delta version %s",
         df.height, labelled, raw_version, result.version,
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             **table_metadata(result, df),
             "raw_delta_version": raw_version,
@@ -55,6 +67,7 @@ def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeRes
             "windows": ", ".join(df["window"].unique().sort().to_list()),
         }
     )
+    yield dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, metadata={"rows_checked": df.height})
 
 
 @dg.asset_check(asset=features, name=LEAKAGE_CHECK, blocking=False)
