@@ -101,7 +101,8 @@ def run(rows: int, repeat: int) -> list[Row]:
     m_ours, m_ev = mem("ours"), mem("evidently")
     size = f"{rows:,} x 25"
     rows_out = [
-        Row(f"drift statistics, {size} (time)", f"{t_ours:.2f} s", f"Evidently {t_ev:.2f} s", speedup,
+        Row(f"drift statistics, {size} (time)",
+            f"{t_ours:.2f} s, verdicts {'identical' if same else 'DIFFER'}", f"Evidently {t_ev:.2f} s", speedup,
             "Evidently / ours", ">= 20x, verdicts identical", speedup >= 20 and same,
             f"verdicts identical: {same} (drifted: {', '.join(drifted)})"
             + (f"; differ on {', '.join(differ)}" if differ else "")),

@@ -28,8 +28,12 @@ from bench.common import PYTHON, ROOT, Row, median_time
 
 
 def mlflow_overhead(repeat: int) -> list[Row]:
+    import logging
+
     import lightgbm as lgb
     import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(20_000, 40))

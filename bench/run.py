@@ -44,6 +44,8 @@ def _args(argv=None):
                    help="also the main-job measurements (orchestration overhead at 1M rows, peak memory at 10M)")
     p.add_argument("--elec2", help="a local Elec2 CSV (else fetched with mlops_assets.sources.fetch_elec2)")
     p.add_argument("--trace-home", help="an existing MLOPS_HOME to trace a prediction in (else one is built)")
+    p.add_argument("--note", default="", help="a line about this run for the markdown file "
+                                              "(e.g. that the machine was shared)")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to write")
     a = p.parse_args(argv)
     a.size = a.size or (100_000 if a.quick else 1_000_000)
@@ -170,6 +172,11 @@ def main(argv=None) -> int:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"{kind}, {when}, {took / 60:.1f} min; drift frames {a.size:,} rows, other frames "
               f"{a.rows:,} rows; median of {a.repeat}\n\nMachine: {where}\n\nLibraries: {versions()}")
+    if a.quick:
+        header = ("**Quick run**: smaller sizes than the targets are stated for, so the ratios are "
+                  "indicative only.\n\n" + header)
+    if a.note:
+        header = f"**{a.note}**\n\n" + header
     body = table(rows)
     print("\n" + header + "\n\n" + body)
     if failures:
@@ -188,6 +195,17 @@ the median quoted. `make bench BENCH_ARGS=--quick` is a smaller run of a few min
 `BENCH_ARGS="--only drift --size 500000"` picks measurements and sizes; `--main-job` adds the
 main-job measurements. The data are seeded synthetic frames (drift, Delta) and Elec2 resampled
 with noise to scale (features, scoring). This file is rewritten by each run.
+
+Elec2 is fetched into a temporary home with `mlops_assets.sources.fetch_elec2` (network); pass
+`--elec2 PATH` to use a local copy instead (its sha256 is checked). The `trace` measurement builds
+its own home with `demo --trials 2 --replay-through none` (about a minute, not timed) unless
+`--trace-home` names one.
+
+The full run (drift at 1M x 25, other frames at 1M rows, 3 repeats) is dominated by Evidently's
+three runs at 1M rows (75 s each plus start-up on 2 cores here); the estimate is 8-12 minutes
+on 2 cores (one drift pair at 1M took 97 s).
+Not measured yet: the main job on 1M rows against its raw compute steps, and its peak memory on
+10M rows (`--main-job` only prints that they are missing).
 """
 
 

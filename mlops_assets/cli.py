@@ -101,6 +101,12 @@ def _replay(args, last: str) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     steps = replay(loop, months, fetch_elec2(home().downloads_dir), landing_dir(), log_path=log_path)
     retrains = sum(s.retrained for s in steps)
+    both = [s for s in steps if s.champion_auc is not None and s.static_auc is not None]
+    if both:
+        ours = sum(s.champion_auc for s in both) / len(both)
+        static = sum(s.static_auc for s in both) / len(both)
+        print(f"\nMean AUC over {len(both)} labelled months: champion in charge {ours:.3f}, "
+              f"first model never retrained {static:.3f}.")
     print(f"\n{retrains} retrain(s) over {len(steps)} months. The timeline is in the Dagster UI too:")
     print("sensor ticks under Automation, runs tagged mlops/trigger=landing or retrain, and the")
     print(f"monitoring/performance and monitoring/drift Delta tables. Run output: {log_path}")

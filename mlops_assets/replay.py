@@ -27,6 +27,8 @@ class Step:
     retrained: bool
     reason: str
     champion_after: int | None
+    static_auc: float | None = None
+    """AUC the first model would have had on this window had it never been replaced."""
 
 
 def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict:
@@ -156,7 +158,37 @@ def _replay_window(loop: Loop, window: str, source_csv, landing) -> Step:
         retrained=bool(retrains),
         reason=reason,
         champion_after=champ,
+        static_auc=_static_auc(window),
     )
+
+
+_FIRST_MODEL: dict = {}
+
+
+def _static_auc(window: str) -> float | None:
+    """AUC of version 1 (the model before any retrain) on the labelled rows of ``window``."""
+    import mlflow
+    from sklearn.metrics import roc_auc_score
+
+    from mlops_assets.defs.training import MODEL_NAME
+    from mlops_assets.settings import home
+    from mlops_assets.tables import read_table
+
+    spec = current_spec()
+    if not _FIRST_MODEL:
+        uri = home().mlflow_tracking_uri
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.MlflowClient(uri, uri)
+        run_id = client.get_model_version(MODEL_NAME, "1").run_id
+        _FIRST_MODEL["features"] = mlflow.artifacts.load_dict(f"runs:/{run_id}/training_set.json")["features"]
+        _FIRST_MODEL["booster"] = mlflow.lightgbm.load_model(f"models:/{MODEL_NAME}/1")
+    feats = read_table("/".join([home().delta_root, "features", spec.name]))
+    rows = feats.filter((pl.col("window") == window) & pl.col(spec.label).is_not_null())
+    y = rows[spec.label].to_numpy()
+    if rows.height < 10 or len(set(y.tolist())) < 2:
+        return None
+    p = _FIRST_MODEL["booster"].predict(rows.select(_FIRST_MODEL["features"]).to_numpy())
+    return float(roc_auc_score(y, p))
 
 
 def _current_champion() -> int | None:
@@ -172,12 +204,16 @@ def _current_champion() -> int | None:
         return None
 
 
-HEADER = f"{'window':8} {'drift share':>11} {'verdict':>8} {'champion':>8} {'AUC':>6} {'retrain':>7} {'champion after':>14}  reason"
+HEADER = (f"{'window':8} {'drift share':>11} {'verdict':>8} {'champion':>8} {'AUC':>6} "
+          f"{'v1 never retrained':>18} {'retrain':>7} {'champion after':>14}  reason")
 
 
 def format_step(s: Step) -> str:
     share = f"{s.drift_share:.2f}" if s.drift_share is not None else "-"
     verdict = "-" if s.drifted is None else ("DRIFT" if s.drifted else "ok")
     auc = f"{s.champion_auc:.3f}" if s.champion_auc is not None else "-"
-    return (f"{s.window:8} {share:>11} {verdict:>8} {('v' + str(s.champion_version)) if s.champion_version else '-':>8} "
-            f"{auc:>6} {'yes' if s.retrained else 'no':>7} {('v' + str(s.champion_after)) if s.champion_after else '-':>14}  {s.reason}")
+    static = f"{s.static_auc:.3f}" if s.static_auc is not None else "-"
+    champion = f"v{s.champion_version}" if s.champion_version else "-"
+    after = f"v{s.champion_after}" if s.champion_after else "-"
+    return (f"{s.window:8} {share:>11} {verdict:>8} {champion:>8} {auc:>6} {static:>18} "
+            f"{'yes' if s.retrained else 'no':>7} {after:>14}  {s.reason}")

@@ -51,6 +51,7 @@ def test_a_drifting_month_triggers_exactly_one_retrain(loop_steps):
     retrains = instance.get_runs(filters=dg.RunsFilter(tags={"mlops/trigger": "retrain"}))
     assert len(retrains) == 1
     assert may.champion_auc is not None and 0.5 < may.champion_auc < 1
+    assert may.static_auc is not None and 0.3 < may.static_auc < 1
     assert lines[0].startswith("1997-05")
 
 
