@@ -10,14 +10,12 @@ Bare: ``booster.predict`` on the same matrix. Throughput ratio = bare time / our
 from __future__ import annotations
 
 import warnings
-from datetime import datetime, timezone
 
 import numpy as np
 import polars as pl
 
 from bench.common import Row, median_time
 
-THRESHOLD = 0.5
 
 
 def run(features: pl.DataFrame, repeat: int, rounds: int = 100) -> list[Row]:
@@ -26,7 +24,7 @@ def run(features: pl.DataFrame, repeat: int, rounds: int = 100) -> list[Row]:
     from mlops_assets.datasets import ELEC2
     with warnings.catch_warnings():  # importing the asset module defines Dagster assets
         warnings.simplefilter("ignore")
-        from mlops_assets.defs.scoring import prediction_ids
+        from mlops_assets.defs.scoring import prediction_ids, scored_rows
     from mlops_assets.features import feature_columns
 
     spec = ELEC2
@@ -43,19 +41,8 @@ def run(features: pl.DataFrame, repeat: int, rounds: int = 100) -> list[Row]:
         return booster.predict(rows.select(feats).to_numpy())
 
     def ours():
-        score = booster.predict(rows.select(feats).to_numpy())
-        carried = [*keys, "window", *(["label_at"] if "label_at" in rows.columns else [])]
-        return rows.select(list(dict.fromkeys(carried))).with_columns(
-            prediction_ids(name, version, rows, keys),
-            pl.Series("score", score),
-            pl.Series("predicted_label", (score >= THRESHOLD).astype("int64")),
-            pl.lit(name).alias("model_name"),
-            pl.lit(version, pl.Int64).alias("model_version"),
-            pl.lit(run_id).alias("mlflow_run_id"),
-            pl.lit(feat_version, pl.Int64).alias("features_version"),
-            pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("scored_at"),
-            pl.lit(dagster_run).alias("dagster_run_id"),
-        ).select("prediction_id", pl.all().exclude("prediction_id"))
+        return scored_rows(rows, booster, feats, keys, name=name, version=version, run_id=run_id,
+                           features_version=feat_version, dagster_run_id=dagster_run)
 
     assert np.allclose(ours()["score"].to_numpy(), bare())
     t_bare, _ = median_time(bare, repeat, warmup=True)

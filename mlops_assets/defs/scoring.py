@@ -25,6 +25,24 @@ def prediction_ids(name: str, version: int, rows: pl.DataFrame, keys: tuple[str,
     )
 
 
+def scored_rows(rows: pl.DataFrame, booster, feats: list[str], keys: tuple[str, ...], *, name: str,
+                version: int, run_id: str, features_version: int | None, dagster_run_id: str) -> pl.DataFrame:
+    """The predictions for ``rows`` with their provenance: id, model, MLflow run, feature version."""
+    score = booster.predict(rows.select(feats).to_numpy())
+    carried = [*keys, "window", *(["label_at"] if "label_at" in rows.columns else [])]
+    return rows.select(list(dict.fromkeys(carried))).with_columns(
+        prediction_ids(name, version, rows, keys),
+        pl.Series("score", score),
+        pl.Series("predicted_label", (score >= THRESHOLD).astype("int64")),
+        pl.lit(name).alias("model_name"),
+        pl.lit(version, pl.Int64).alias("model_version"),
+        pl.lit(run_id).alias("mlflow_run_id"),
+        pl.lit(features_version, pl.Int64).alias("features_version"),
+        pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("scored_at"),
+        pl.lit(dagster_run_id).alias("dagster_run_id"),
+    ).select("prediction_id", pl.all().exclude("prediction_id"))
+
+
 @dg.asset(group_name="scoring", kinds={"lightgbm", "delta"}, deps=[features], code_version="1")
 def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, mlflow: MlflowTracking) -> dg.MaterializeResult:
     """The champion's probability that the target is 1 one horizon ahead, for every row of the
@@ -57,20 +75,9 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
     table = read_table(feat_uri, feat_version, lake.options)
     window = table["window"].max()
     rows = table.filter(pl.col("window") == window)
-    score = booster.predict(rows.select(feats).to_numpy())
-    keys = SPEC.key_columns
-    carried = [*keys, "window", *(["label_at"] if "label_at" in rows.columns else [])]
-    out = rows.select(list(dict.fromkeys(carried))).with_columns(
-        prediction_ids(name, version, rows, keys),
-        pl.Series("score", score),
-        pl.Series("predicted_label", (score >= THRESHOLD).astype("int64")),
-        pl.lit(name).alias("model_name"),
-        pl.lit(version, pl.Int64).alias("model_version"),
-        pl.lit(run_id).alias("mlflow_run_id"),
-        pl.lit(feat_version, pl.Int64).alias("features_version"),
-        pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("scored_at"),
-        pl.lit(context.run.run_id).alias("dagster_run_id"),
-    ).select("prediction_id", pl.all().exclude("prediction_id"))
+    out = scored_rows(rows, booster, feats, SPEC.key_columns, name=name, version=version,
+                      run_id=run_id, features_version=feat_version, dagster_run_id=context.run.run_id)
+    score = out["score"].to_numpy()
     result = write_table(
         lake.uri("predictions", SPEC.name), out, mode="overwrite",
         replace_where=f"window = '{window}' AND model_version = {version}",

@@ -5,7 +5,6 @@ Both rely on Dagster's own bookkeeping: run keys make a replayed or repeated tic
 new, cursors remember what was handled, and run tags carry the reason a run was started.
 """
 
-import hashlib
 import json
 import os
 import time
@@ -18,6 +17,7 @@ from mlops_assets.defs.ingestion import RAW_KEY
 from mlops_assets.defs.ingestion import windows as partitions
 from mlops_assets.defs.monitoring import DRIFT_CHECK, PERFORMANCE_CHECK
 from mlops_assets.settings import home
+from mlops_assets.sources import sha256_file
 
 SPEC = current_spec()
 MODEL_KEY = dg.AssetKey("model")
@@ -112,14 +112,6 @@ def landing_dir() -> Path:
     return Path(os.environ.get("MLOPS_LANDING_DIR", str(home().root / "landing" / SPEC.name)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dg.sensor(
     name="landing_files",
     target=SCORE_AND_MONITOR,
@@ -138,7 +130,7 @@ def landing_files(context: dg.SensorEvaluationContext):
     files = sorted(folder.glob("*.csv")) if folder.exists() else []
     requests = []
     for path in files:
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest in seen:
             continue
         try:
