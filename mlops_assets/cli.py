@@ -48,6 +48,7 @@ def demo(args) -> int:
     if last == first:
         raise SystemExit(f"--through {args.through}: the model needs at least one earlier window to train on; use {windows.get_partition_keys()[1][:7]} or later.")
     print(f"mlops_assets demo: home {h.root}")
+    _rewind(args.through)
     print(f"1/2 ingesting windows {first[:7]} .. {args.through} of Elec2 into Delta")
     ingest = _materialize(
         [RAW_KEY],
@@ -67,6 +68,20 @@ def demo(args) -> int:
     if args.replay_through and args.replay_through != "none":
         _replay(args, last)
     return 0
+
+
+def _rewind(through: str) -> None:
+    """Start the story again on a home that holds later windows from an earlier demo: remove
+    the raw rows after ``through`` in one new Delta version (earlier versions keep them)."""
+    from mlops_assets.datasets import current_spec
+    from mlops_assets.settings import home
+    from mlops_assets.tables import delete_rows
+
+    uri = "/".join([home().delta_root, "raw", current_spec().name])
+    result = delete_rows(uri, f"window > '{through}'", commit_metadata={"reason": f"demo rewind to {through}"})
+    if result.committed:
+        print(f"    this home held windows after {through} from an earlier demo: removed their "
+              f"{result.rows} raw rows in Delta version {result.version} (earlier versions keep them)")
 
 
 def _replay(args, last: str) -> None:

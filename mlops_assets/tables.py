@@ -445,6 +445,22 @@ def write_table(
     return WriteResult(uri, version, data.num_rows, True, total, op)
 
 
+def delete_rows(uri: str, predicate: str, storage_options: dict | None = None,
+                commit_metadata: dict[str, str] | None = None) -> WriteResult:
+    """Delete the rows matching a Delta ``predicate`` in one commit. Earlier versions keep them
+    (time travel); nothing is committed when no row matches."""
+    table = open_table(uri, storage_options)
+    if table is None:
+        return WriteResult(uri, None, 0, False)
+    before = table.version()
+    metrics = table.delete(predicate, commit_properties=CommitProperties(custom_metadata=commit_metadata)
+                           if commit_metadata else None)
+    table = DeltaTable(uri, storage_options=storage_options)
+    deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+    log.info("%s: delete where %s removed %d rows -> version %s", uri, predicate, deleted, table.version())
+    return WriteResult(uri, table.version(), deleted, table.version() != before, _count(table))
+
+
 def _duplicate_keys(df: pl.DataFrame, keys: list[str], limit: int = 20) -> tuple[int, str]:
     """How many keys occur more than once in ``df``, and the first of them with their counts."""
     counts = df.group_by(keys, maintain_order=True).len(name="__n").filter(pl.col("__n") > 1)

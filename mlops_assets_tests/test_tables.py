@@ -21,6 +21,7 @@ import pytest
 from mlops_assets import tables
 from mlops_assets.tables import (
     DuplicateKeys,
+    delete_rows,
     SchemaMismatch,
     WriteConflict,
     open_table,
@@ -496,3 +497,16 @@ def test_kill_9_mid_write_leaves_the_old_or_the_new_version(uri):
     # the table still takes writes, and dropped files never count
     res = write_table(uri, pl.DataFrame({"id": [-1], "x": [0.0], "s": ["-1"]}))
     assert res.version == version + 1 and res.table_rows == n + 1 == read_table(uri).height
+
+
+def test_delete_rows_commits_once_and_keeps_history(tmp_path):
+    """Deleting by predicate is one new version; the old version still has the rows; deleting
+    nothing commits nothing."""
+    uri = str(tmp_path / "t")
+    write_table(uri, pl.DataFrame({"window": ["a", "b", "c"], "x": [1, 2, 3]}), mode="append",
+                partition_by=["window"])
+    gone = delete_rows(uri, "window > 'a'")
+    assert (gone.committed, gone.rows, gone.version, gone.table_rows) == (True, 2, 1, 1)
+    assert read_table(uri, version=0).height == 3
+    again = delete_rows(uri, "window > 'a'")
+    assert (again.committed, again.version) == (False, 1)
