@@ -7,15 +7,18 @@ against a warehouse file of another name. That keeps pytest, CI and ``dagster de
 manual step.
 """
 
+import csv
 import importlib.metadata
 import json
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -206,3 +209,79 @@ def read_mart(name: str) -> pl.DataFrame:
                 "materialize the dbt assets first."
             )
         return connection.sql(f'select * from main."{name}"').pl()
+
+
+@dataclass(frozen=True)
+class SeedHeaderChange:
+    """A seed whose CSV header no longer matches the table an earlier ``dbt seed`` created."""
+
+    seed: str
+    old_columns: tuple[str, ...]
+    new_columns: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (
+            f"dbt seed {self.seed!r}: the warehouse table has columns {list(self.old_columns)} "
+            f"but the CSV header is now {list(self.new_columns)}"
+        )
+
+
+def read_csv_header(path: Path, delimiter: str = ",") -> tuple[str, ...]:
+    """The column names in the first line of a seed CSV (a BOM is dropped; empty file: ``()``)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        first = next(csv.reader(handle, delimiter=delimiter), [])
+    return tuple(name.strip() for name in first)
+
+
+def seed_header_change(
+    seed: str, csv_columns: Sequence[str], table_columns: Sequence[str] | None
+) -> SeedHeaderChange | None:
+    """Compare a seed's CSV header with the columns of its existing table.
+
+    ``None`` when there is no table yet (``table_columns`` is None) or the two agree. Names are
+    compared case-insensitively (DuckDB resolves unquoted identifiers that way) and in order:
+    ``dbt seed`` without ``--full-refresh`` inserts into the old table, so a renamed, added,
+    dropped or reordered column would fail or land in the wrong place.
+    """
+    if table_columns is None:
+        return None
+    new, old = tuple(csv_columns), tuple(table_columns)
+    if [c.casefold() for c in new] == [c.casefold() for c in old]:
+        return None
+    return SeedHeaderChange(seed=seed, old_columns=old, new_columns=new)
+
+
+def seed_header_changes(
+    manifest: Mapping[str, Any], unique_ids: Iterable[str] | None = None
+) -> dict[str, SeedHeaderChange]:
+    """Seeds of ``manifest`` (all, or those in ``unique_ids``) whose CSV header differs from
+    their table in the warehouse, keyed by unique id. One short read-only connection; no
+    warehouse file yet means no seed table yet, so nothing has changed."""
+    nodes = manifest.get("nodes", {})
+    wanted = set(unique_ids) if unique_ids is not None else set(nodes)
+    seeds = [
+        node for uid, node in nodes.items()
+        if uid in wanted and node.get("resource_type") == "seed"
+    ]
+    path = home().duckdb_path
+    if not seeds or not Path(path).exists():
+        return {}
+    changes: dict[str, SeedHeaderChange] = {}
+    with duckdb.connect(path, read_only=True) as connection:
+        for node in seeds:
+            table = node.get("alias") or node["name"]
+            rows = connection.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = ? and table_name = ? order by ordinal_position",
+                [node["schema"], table],
+            ).fetchall()
+            delimiter = (node.get("config") or {}).get("delimiter") or ","
+            csv_path = Path(DBT_PROJECT.project_dir) / node["original_file_path"]
+            change = seed_header_change(
+                node["name"],
+                read_csv_header(csv_path, delimiter),
+                [row[0] for row in rows] if rows else None,
+            )
+            if change is not None:
+                changes[node["unique_id"]] = change
+    return changes

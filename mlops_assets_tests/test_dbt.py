@@ -17,6 +17,7 @@ from mlops_assets.settings import DBT_PROJECT_DIR, prepare_environment
 RAW_KEY = dg.AssetKey(["raw", "elec2"])
 STG_KEY = dg.AssetKey(["stg_elec2"])
 MART_KEY = dg.AssetKey(["daily_market"])
+SEED_KEY = dg.AssetKey(["half_hour_slots"])
 DAYS = 9  # more than the 7-day window, so the window has to drop its oldest day
 START = datetime(1996, 5, 27, tzinfo=timezone.utc)  # crosses into June: two Delta partitions
 LOADED_AT = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -72,13 +73,14 @@ def build(tmp_path_factory):
 
 def test_assets_are_in_the_transform_group_downstream_of_raw():
     specs = {spec.key: spec for spec in dbt_models.specs}
-    assert set(specs) == {STG_KEY, MART_KEY}
+    assert set(specs) == {STG_KEY, MART_KEY, SEED_KEY}
     assert {spec.group_name for spec in specs.values()} == {GROUP_NAME}
     assert {"dbt", "duckdb", "sql", "view"} <= specs[STG_KEY].kinds
     assert "table" in specs[MART_KEY].kinds
     # The dbt source raw.elec2 is the ingestion asset's key, so lineage joins up by itself.
     assert {dep.asset_key for dep in specs[STG_KEY].deps} == {RAW_KEY}
     assert {dep.asset_key for dep in specs[MART_KEY].deps} == {STG_KEY}
+    assert specs[SEED_KEY].deps == []
 
 
 def test_manifest_is_written_and_current():
@@ -86,11 +88,11 @@ def test_manifest_is_written_and_current():
     assert manifest_is_current()
 
 
-def test_build_materializes_both_models(build):
+def test_build_materializes_both_models_and_the_seed(build):
     result = build["result"]
     assert result.success
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
-    assert materialized == {STG_KEY, MART_KEY}
+    assert materialized == {STG_KEY, MART_KEY, SEED_KEY}
     # The dbt subprocess saw the monkeypatched environment: the warehouse is in the temp home.
     assert (build["root"] / "warehouse" / "warehouse.duckdb").exists()
 
@@ -180,6 +182,7 @@ def test_materializations_carry_row_counts(build):
     }
     assert counts[STG_KEY].value == DAYS * 48
     assert counts[MART_KEY].value == DAYS
+    assert counts[SEED_KEY].value == 48
 
 
 def test_read_mart_refuses_bad_names_and_missing_tables(build):

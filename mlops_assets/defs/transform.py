@@ -4,6 +4,7 @@ The dbt source ``raw.elec2`` maps to the asset key ``["raw", "elec2"]``, so the 
 of that key is upstream of the dbt models without further wiring. dbt tests become asset checks.
 """
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,14 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from mlops_assets.datasets import current_spec
-from mlops_assets.dbt import DBT_DATASETS, DBT_PROJECT, ensure_manifest, row_counts
+from mlops_assets.dbt import (
+    DBT_DATASETS,
+    DBT_PROJECT,
+    SeedHeaderChange,
+    ensure_manifest,
+    row_counts,
+    seed_header_changes,
+)
 from mlops_assets.settings import prepare_environment
 
 GROUP_NAME = "transform"
@@ -81,6 +89,77 @@ def _with_row_counts(events: list, manifest: Mapping[str, Any]) -> list:
     return counted
 
 
+SEED_REFRESH_METADATA_KEY = "mlops/seed_full_refresh"
+
+
+def _selected_seeds(context: dg.AssetExecutionContext, manifest: Mapping[str, Any]) -> list[str]:
+    """Unique ids of the seeds whose assets this run materializes."""
+    translator = TransformTranslator()
+    selected = context.selected_asset_keys
+    return [
+        unique_id
+        for unique_id, node in manifest.get("nodes", {}).items()
+        if node.get("resource_type") == "seed"
+        and translator.get_asset_spec(manifest, unique_id, DBT_PROJECT).key in selected
+    ]
+
+
+def _refresh_changed_seeds(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, target_path: Path
+) -> dict[str, SeedHeaderChange]:
+    """Rebuild, with ``dbt seed --full-refresh``, every selected seed whose CSV header no longer
+    matches its table, so that the ``dbt build`` after it can load the seed.
+
+    A plain ``dbt seed`` truncates the old table and inserts into it, which fails (or, for
+    reordered columns of one type, loads values into the wrong columns) once the header changed.
+    The refresh runs without the asset context and its events are not passed on: the seed's one
+    materialization comes from the ``dbt build`` that follows. Returns the refreshed seeds.
+    """
+    manifest = json.loads(DBT_PROJECT.manifest_path.read_text(encoding="utf-8"))
+    changes = seed_header_changes(manifest, _selected_seeds(context, manifest))
+    if not changes:
+        return {}
+    for change in changes.values():
+        context.log.warning(f"{change.describe()}; rebuilding it with `dbt seed --full-refresh`.")
+    names = sorted(change.seed for change in changes.values())
+    invocation = dbt.cli(
+        ["seed", "--select", " ".join(names), "--full-refresh"],
+        target_path=target_path,
+        raise_on_error=False,
+    ).wait()
+    if not invocation.is_successful():
+        details = "; ".join(change.describe() for change in changes.values())
+        raise dg.Failure(
+            description=(
+                f"{details}. `dbt seed --select {' '.join(names)} --full-refresh` failed, so the "
+                "old table is left as it was. Fix the CSV (or the seed's column_types) and run "
+                "again, or drop the table by hand and rerun."
+            ),
+            metadata={"dbt_error": str(invocation.get_error())},
+        )
+    context.log.info(f"Rebuilt seed table(s) {names} from their new CSV header.")
+    return changes
+
+
+def _with_seed_refresh_notes(events: list, changes: Mapping[str, SeedHeaderChange]) -> list:
+    """Record on each refreshed seed's Output that it was rebuilt, with the old and new columns."""
+    if not changes:
+        return events
+    noted = []
+    for event in events:
+        change = changes.get(_model_unique_id(event) or "")
+        if change is not None:
+            note = {
+                "old_columns": list(change.old_columns),
+                "new_columns": list(change.new_columns),
+            }
+            event = event.with_metadata(
+                {**event.metadata, SEED_REFRESH_METADATA_KEY: dg.MetadataValue.json(note)}
+            )
+        noted.append(event)
+    return noted
+
+
 def _build_dbt_models():
     """The dbt assets, for the datasets the dbt project models."""
 
@@ -91,7 +170,9 @@ def _build_dbt_models():
         dagster_dbt_translator=TransformTranslator(),
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        """Run ``dbt build`` for the selected models: each model, then its tests.
+        """Run ``dbt build`` for the selected seeds and models: each one, then its tests. A selected
+        seed whose CSV header no longer matches its table is first rebuilt (see
+        :func:`_refresh_changed_seeds`).
 
         Events are passed on once dbt has exited (a few seconds), so that row counts can be added;
         when dbt fails, the events it did produce are still recorded before the error is raised.
@@ -102,13 +183,16 @@ def _build_dbt_models():
         step = f"{context.op_execution_context.op.name}-{context.run.run_id}"
         target_path = h.root / "dbt" / "runs" / step
         _reuse_partial_parse(target_path)
+        refreshed = _refresh_changed_seeds(context, dbt, target_path)
         invocation = dbt.cli(["build"], context=context, target_path=target_path)
         events, error = [], None
         try:
             events.extend(invocation.stream())
         except Exception as exc:  # dbt's own failure, raised after its last event
             error = exc
-        yield from _with_row_counts(events, invocation.manifest)
+        yield from _with_seed_refresh_notes(
+            _with_row_counts(events, invocation.manifest), refreshed
+        )
         if error is not None:
             raise error
 
