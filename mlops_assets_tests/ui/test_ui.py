@@ -32,7 +32,7 @@ GROUPS = {
 # Checks shown on their asset's Checks tab: asset path in the URL -> check name.
 CHECKS = {
     "raw/elec2": "raw_schema",
-    "features": "no_single_feature_leak",
+    "features": "features_schema",
     "evaluation": "promotion_gate",
     "drift_report": "no_data_drift",
     "model_performance": "champion_performance",
@@ -171,13 +171,13 @@ def test_drift_report_page_shows_rows_schema_version_and_report(page, server, ui
     meta = _metadata(page)
     assert int(meta["delta_version"]["text"]) == table.version()
     assert meta["verdict"]["text"] in ("no drift", "DRIFT")
+    # The report is a file under the home and, for browsers, an artifact in the MLflow UI.
     report = meta["report_url"]["links"]
-    assert report and report[0].startswith("file:///"), meta["report_url"]
-    html = Path(report[0][len("file://"):])
-    assert html.is_file() and html.suffix == ".html"
+    assert report and report[0].startswith("http://127.0.0.1:5000/#/experiments/"), meta["report_url"]
+    html = Path(meta["report"]["text"])
+    assert html.is_file() and html.suffix == ".html" and report[0].endswith(html.name)
     body = html.read_text(errors="replace")
     assert body.lstrip().lower().startswith("<!doctype html") and "Drifted Columns" in body
-    assert Path(meta["report"]["text"]) == html
 
     # Two views of the page: the top (status, row count, schema), then its metadata (Delta
     # version, verdict, per-column drift, the report's link), scrolled to the section's heading.
