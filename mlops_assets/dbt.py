@@ -37,6 +37,9 @@ DBT_DATASETS = frozenset({"elec2"})
 """Datasets the dbt project models (its sources and marts are written for them). Other datasets
 run without the ``transform`` group."""
 
+MARTS_TO_DELTA = ("daily_market",)
+"""Marts the Python assets read: copied to Delta (``marts/<name>``) after each build."""
+
 DBT_PROJECT = DbtProject(
     project_dir=DBT_PROJECT_DIR,
     profiles_dir=DBT_PROJECT_DIR,

@@ -12,7 +12,9 @@ import yaml
 
 from mlops_assets.dbt import DBT_PROJECT, dbt_resource, manifest_is_current, read_mart
 from mlops_assets.defs.transform import GROUP_NAME, dbt_models
+from mlops_assets.resources import Lake
 from mlops_assets.settings import DBT_PROJECT_DIR, prepare_environment
+from mlops_assets.tables import read_table
 
 RAW_KEY = dg.AssetKey(["raw", "elec2"])
 STG_KEY = dg.AssetKey(["stg_elec2"])
@@ -66,7 +68,7 @@ def build(tmp_path_factory):
         )
         with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
             result = dg.materialize(
-                [dbt_models], resources={"dbt": dbt_resource()}, instance=instance
+                [dbt_models], resources={"dbt": dbt_resource(), "lake": Lake(root_uri=str(root / "delta"))}, instance=instance
             )
             yield {"root": root, "raw": raw, "result": result}
 
@@ -215,3 +217,13 @@ def test_profile_never_downloads_extensions():
         assert "install " not in text and "delta_scan" not in text, sql
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["flags"]["send_anonymous_usage_stats"] is False
+
+
+def test_the_daily_mart_is_copied_to_delta_for_the_python_assets(build):
+    """features reads a versioned Delta copy of the mart, not the warehouse file."""
+    copy = read_table(str(build["root"] / "delta" / "marts" / "daily_market"))
+    mart = read_mart("daily_market")
+    assert copy.sort("observed_on").equals(mart.sort("observed_on"))
+    event = next(e for e in build["result"].get_asset_materialization_events()
+                 if e.asset_key == dg.AssetKey("daily_market"))
+    assert event.materialization.metadata["delta_version"].value == 0

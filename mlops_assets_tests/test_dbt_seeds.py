@@ -20,6 +20,7 @@ from mlops_assets.dbt import (
     seed_header_changes,
 )
 from mlops_assets.defs.transform import SEED_REFRESH_METADATA_KEY, dbt_models
+from mlops_assets.resources import Lake
 from mlops_assets.settings import prepare_environment
 
 C19 = Path(__file__).parent / "cases" / "c19_seed_header_change"
@@ -92,7 +93,7 @@ def test_seed_with_an_older_header_in_the_warehouse_is_rebuilt(tmp_path, monkeyp
             return dg.materialize(
                 [dbt_models],
                 selection=[SEED_KEY],
-                resources={"dbt": dbt_resource()},
+                resources={"dbt": dbt_resource(), "lake": Lake(root_uri=str(root / "delta"))},
                 instance=instance,
             )
 

@@ -34,12 +34,15 @@ def features(context: dg.AssetExecutionContext, lake: Lake):
     deviations over the horizon, declared differences, the previous day's market summary (dbt
     mart ``daily_market``), and the label: the target one horizon ahead (null until it arrives).
     """
-    from mlops_assets.dbt import read_mart
 
     raw_uri = lake.uri("raw", SPEC.name)
     raw_version = table_version(raw_uri, lake.options)
     raw = read_table(raw_uri, raw_version, lake.options)
-    daily = read_mart("daily_market") if SPEC.name in DBT_DATASETS else None
+    daily, daily_version = None, None
+    if SPEC.name in DBT_DATASETS:
+        mart_uri = lake.uri("marts", "daily_market")
+        daily_version = table_version(mart_uri, lake.options)
+        daily = read_table(mart_uri, daily_version, lake.options)
     df = build_features(SPEC, raw, daily)
     cases = failure_cases(features_schema(SPEC, df, feature_columns(SPEC, df)), df)
     if cases is not None:
@@ -51,7 +54,8 @@ def features(context: dg.AssetExecutionContext, lake: Lake):
     result = write_table(
         lake.uri("features", SPEC.name), df, mode="overwrite", evolve_schema=True,
         storage_options=lake.options,
-        commit_metadata=provenance(context.run.run_id, raw_version=raw_version),
+        commit_metadata=provenance(context.run.run_id, raw_version=raw_version,
+                                   daily_market_version=daily_version),
     )
     labelled = df.filter(pl.col(SPEC.label).is_not_null()).height
     context.log.info(
@@ -62,6 +66,7 @@ def features(context: dg.AssetExecutionContext, lake: Lake):
         metadata={
             **table_metadata(result, df),
             "raw_delta_version": raw_version,
+            **({"daily_market_delta_version": daily_version} if daily_version is not None else {}),
             "feature_count": len(feature_columns(SPEC, df)),
             "labelled_rows": labelled,
             "windows": ", ".join(df["window"].unique().sort().to_list()),

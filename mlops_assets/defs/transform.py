@@ -17,12 +17,16 @@ from mlops_assets.datasets import current_spec
 from mlops_assets.dbt import (
     DBT_DATASETS,
     DBT_PROJECT,
+    MARTS_TO_DELTA,
     SeedHeaderChange,
     ensure_manifest,
+    read_mart,
     row_counts,
     seed_header_changes,
 )
+from mlops_assets.resources import Lake
 from mlops_assets.settings import prepare_environment
+from mlops_assets.tables import write_table
 
 GROUP_NAME = "transform"
 
@@ -160,6 +164,24 @@ def _with_seed_refresh_notes(events: list, changes: Mapping[str, SeedHeaderChang
     return noted
 
 
+def _with_delta_copies(events: list, lake: Lake) -> list:
+    """Copy the marts the Python assets use (``MARTS_TO_DELTA``) from the warehouse to Delta
+    (``marts/<name>``), so features and training read a versioned table; the copy's version
+    goes into the mart's materialization metadata."""
+    out = []
+    for event in events:
+        unique_id = _model_unique_id(event)
+        name = unique_id.rsplit(".", 1)[-1] if unique_id else None
+        if name in MARTS_TO_DELTA:
+            frame = read_mart(name)
+            result = write_table(lake.uri("marts", name), frame, mode="overwrite", evolve_schema=True,
+                                 storage_options=lake.options)
+            event = event.with_metadata({**event.metadata, "delta_table": dg.MetadataValue.path(result.uri),
+                                         "delta_version": result.version})
+        out.append(event)
+    return out
+
+
 def _build_dbt_models():
     """The dbt assets, for the datasets the dbt project models."""
 
@@ -169,7 +191,7 @@ def _build_dbt_models():
         name="dbt_models",
         dagster_dbt_translator=TransformTranslator(),
     )
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake):
         """Run ``dbt build`` for the selected seeds and models: each one, then its tests. A selected
         seed whose CSV header no longer matches its table is first rebuilt (see
         :func:`_refresh_changed_seeds`).
@@ -190,9 +212,10 @@ def _build_dbt_models():
             events.extend(invocation.stream())
         except Exception as exc:  # dbt's own failure, raised after its last event
             error = exc
-        yield from _with_seed_refresh_notes(
-            _with_row_counts(events, invocation.manifest), refreshed
-        )
+        events = _with_row_counts(events, invocation.manifest)
+        if error is None:
+            events = _with_delta_copies(events, lake)
+        yield from _with_seed_refresh_notes(events, refreshed)
         if error is not None:
             raise error
 
