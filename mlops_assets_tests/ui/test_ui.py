@@ -189,7 +189,8 @@ def test_drift_report_page_shows_rows_schema_version_and_report(page, server, ui
         .find(e => e.childElementCount === 0 && e.innerText.trim() === 'Metadata');
       if (!heading) return null;
       heading.scrollIntoView({block: 'start'});
-      const link = document.querySelector('a[href^="file:"]');
+      const link = document.querySelector('a[href*="/artifacts/drift/"]');
+      if (!link) return null;
       const r = link.getBoundingClientRect();
       return r.top > 0 && r.bottom < window.innerHeight; })()""")
     assert visible, "the report link does not fit below the metadata heading"
