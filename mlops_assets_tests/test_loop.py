@@ -63,3 +63,30 @@ def test_the_landing_file_was_ingested_once(loop_steps):
     # another look at the same folder launches nothing
     assert loop.tick("landing_files") == []
     assert loop.tick("retrain_on_failed_checks") == []
+
+
+def test_a_bad_delivery_fails_clearly_and_leaves_every_table_as_it_was(loop_steps, tmp_path):
+    """A landed file with an out-of-range value: the blocking schema check fails, the run stops
+    before anything downstream, and the raw and quarantine tables keep their versions."""
+    instance, _, _, loop = loop_steps
+    from mlops_assets.settings import home
+    from mlops_assets.tables import table_version
+
+    root = home().delta_root
+    before = {name: table_version(f"{root}/{name}") for name in ("raw/elec2", "quarantine/elec2", "features/elec2")}
+    bad = tmp_path / "elec2_1997-06_bad.csv"
+    rows = ["ts,feat_1,feat_2,feat_3,feat_4,feat_5,feat_6,target"]
+    rows += [f"1997-06-01T{h:02d}:00:00Z,0.1,0.2,0.3,0.4,0.5,0.6,1" for h in range(5)]
+    rows.append("1997-06-01T05:00:00Z,0.1,7.5,0.3,0.4,0.5,0.6,1")  # nswprice outside [0, 1]
+    bad.write_text("\n".join(rows) + "\n")
+    result = loop.redeliver(bad, "1997-06")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "nswprice" in message and "line 7" in message and "left unchanged" in message
+    check = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey(["raw", "elec2"]), "raw_schema"))
+    assert check.event.asset_check_evaluation.passed is False
+    after = {name: table_version(f"{root}/{name}") for name in before}
+    assert after == before
+    assert not any(e.is_step_success and e.step_key == "features" for e in result.all_events)
