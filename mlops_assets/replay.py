@@ -114,7 +114,9 @@ def replay(loop: Loop, windows: list[str], source_csv, landing, echo=print, log_
     import contextlib
     import logging
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # The timeline is the output; each run's own lines go to the log file and the Dagster UI.
+    for name in ("mlflow", "mlops_assets", "dagster"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     steps = []
     sink = open(log_path, "a") if log_path else None
     try:
