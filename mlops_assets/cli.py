@@ -160,14 +160,10 @@ def run(args) -> int:
     rest = [k for k in graph.materializable_asset_keys if k != RAW_KEY]
     result = _materialize(rest, run_config={"ops": {"hyperparameters": {"config": {"n_trials": args.trials}}}})
     print(f"run {result.run_id} succeeded\n")
-    print_summary_for_cli()
-    return 0
-
-
-def print_summary_for_cli() -> None:
     from mlops_assets.summary import print_summary
 
     print_summary()
+    return 0
 
 
 def summary(args) -> int:

@@ -45,8 +45,6 @@ class Loop:
     def __init__(self, instance: dg.DagsterInstance, definitions: dg.Definitions, run_config=None):
         self.instance = instance
         self.defs = definitions
-        self.graph = definitions.resolve_asset_graph()
-        self.job = definitions.resolve_implicit_global_asset_job_def()
         self.cursors: dict[str, str | None] = {}
         self.run_config = run_config or {}
 
