@@ -41,6 +41,15 @@ The YAML keys (column names are platform names: the source header normalised to 
     windows: batch                    # monthly | daily (from the time column) | batch (per file)
     # windows: {kind: monthly, start: 1996-05-01, end: 1999-01-01}
     quarantine: {max_share: 0.02}     # largest share of a batch that may be quarantined
+    features:                         # time series only; counts are in steps
+      lags: [1, 2, 48]                # default [1, 2, horizon]
+      rolling: [48]                   # rolling mean and std; default [horizon]
+      relative: true                  # column minus its rolling mean (default true)
+      target_history: true            # rolling share of positive targets (default true)
+      daily_summary: true             # previous day's dbt mart summary, where one exists
+    monitoring:                       # defaults of the drift and performance checks
+      drift: {numeric_threshold: 0.1, categorical_threshold: 0.1, share: 0.5}
+      performance: {min_auc: 0.6, max_drop: 0.1}
 
 Only ``true``/``false`` are booleans in these files: ``yes``, ``no``, ``on`` and ``off`` stay text.
 """
@@ -146,6 +155,54 @@ class SourceDecl:
 
 
 @dataclass(frozen=True)
+class FeatureDecl:
+    """Which feature families a time series gets (see :mod:`mlops_assets.features`). Counts are
+    in steps of the series; ``None`` means one horizon."""
+
+    lags: tuple[int, ...] | None = None
+    """Steps back for lagged copies of each numeric input. None: 1, 2 and one horizon."""
+    rolling: tuple[int, ...] | None = None
+    """Window lengths (steps) of rolling means and standard deviations. None: one horizon."""
+    relative: bool = True
+    """Each numeric input minus its rolling mean."""
+    target_history: bool = True
+    """Rolling share of positive targets (the target at t is known at t)."""
+    daily_summary: bool = True
+    """The previous day's summary from the dataset's dbt mart, where it has one."""
+
+    def __post_init__(self):
+        for what, steps in (("lags", self.lags), ("rolling", self.rolling)):
+            if steps is not None and any(int(n) < 1 for n in steps):
+                raise DeclarationError(f"features.{what} are positive step counts, not {list(steps)}")
+
+
+@dataclass(frozen=True)
+class MonitoringDecl:
+    """Default thresholds of the drift and performance checks for this dataset (run config can
+    still override them). What counts as drift depends on the data: a seasonal series moves
+    every month, so its threshold is set where a move starts to matter."""
+
+    numeric_threshold: float = 0.1
+    """Normed Wasserstein distance from which a numeric column drifts."""
+    categorical_threshold: float = 0.1
+    """Jensen-Shannon distance from which a categorical column drifts."""
+    drift_share: float = 0.5
+    """Share of tested columns that must drift for the window to drift."""
+    min_auc: float = 0.6
+    """The performance check fails below this AUC ..."""
+    max_drop: float = 0.1
+    """... or this far below the model's holdout AUC at training time."""
+
+    def __post_init__(self):
+        for name in ("numeric_threshold", "categorical_threshold", "max_drop"):
+            if not getattr(self, name) >= 0:
+                raise DeclarationError(f"monitoring {name} must be >= 0, not {getattr(self, name)}")
+        for name in ("drift_share", "min_auc"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise DeclarationError(f"monitoring {name} must lie in [0, 1], not {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """The declaration of one dataset. Column names are platform names (normalised, renamed)."""
 
@@ -199,6 +256,10 @@ class DatasetSpec:
     """Largest share of a batch's rows that may be quarantined before its check fails."""
     source: SourceDecl | None = None
     """Where the rows come from and how to read them."""
+    features: FeatureDecl = field(default_factory=FeatureDecl)
+    """Feature families of a time series."""
+    monitoring: MonitoringDecl = field(default_factory=MonitoringDecl)
+    """Default thresholds of the monitoring checks."""
     declared_in: str | None = None
     """The YAML file this declaration was loaded from."""
 
@@ -332,8 +393,12 @@ def _check_spec(spec: DatasetSpec) -> None:
 _TOP_KEYS = {
     "name", "description", "source", "target", "target_labels", "timestamp", "order", "ids",
     "numeric", "categorical", "rename", "types", "ranges", "categories", "nullable", "key",
-    "horizon", "step", "start", "differences", "windows", "quarantine",
+    "horizon", "step", "start", "differences", "windows", "quarantine", "features", "monitoring",
 }
+_FEATURE_KEYS = {f.name for f in fields(FeatureDecl)}
+_MONITORING_KEYS = {"drift", "performance"}
+_DRIFT_KEYS = {"numeric_threshold", "categorical_threshold", "share"}
+_PERFORMANCE_KEYS = {"min_auc", "max_drop"}
 _SOURCE_KEYS = {"path", "uri", "format", "fetch", "dialect"}
 _DIALECT_KEYS = {f.name for f in fields(CsvDialect)}
 _WINDOW_KEYS = {"kind", "start", "end"}
@@ -416,6 +481,17 @@ def _mapping(value: Any, what: str) -> dict:
     if not isinstance(value, dict):
         raise DeclarationError(f"{what} must be a mapping, not {value!r}")
     return value
+
+
+def _steps(value: Any, what: str) -> list[int]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise DeclarationError(f"{what} is a non-empty list of step counts, not {value!r}")
+    out = []
+    for n in value:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise DeclarationError(f"{what}: {n!r} is not a positive whole number of steps")
+        out.append(n)
+    return out
 
 
 def _unknown(data: dict, allowed: set[str], what: str) -> None:
@@ -520,6 +596,33 @@ def spec_from_mapping(data: dict, base_dir: Path | None = None,
 
     rename = {str(k): str(v) for k, v in _mapping(data.get("rename"), f"{where}: rename").items()}
 
+    feats = _mapping(data.get("features"), f"{where}: features")
+    _unknown(feats, _FEATURE_KEYS, f"{where}: features")
+    for flag in ("relative", "target_history", "daily_summary"):
+        if flag in feats and not isinstance(feats[flag], bool):
+            raise DeclarationError(f"{where}: features.{flag} is true or false, not {feats[flag]!r}")
+    try:
+        feature_decl = FeatureDecl(
+            **{k: (tuple(int(n) for n in _steps(v, f"{where}: features.{k}"))
+                   if k in ("lags", "rolling") else v) for k, v in feats.items()})
+    except DeclarationError as e:
+        raise DeclarationError(f"{where}: {e}") from None
+
+    monitoring = _mapping(data.get("monitoring"), f"{where}: monitoring")
+    _unknown(monitoring, _MONITORING_KEYS, f"{where}: monitoring")
+    drift = _mapping(monitoring.get("drift"), f"{where}: monitoring.drift")
+    _unknown(drift, _DRIFT_KEYS, f"{where}: monitoring.drift")
+    perf = _mapping(monitoring.get("performance"), f"{where}: monitoring.performance")
+    _unknown(perf, _PERFORMANCE_KEYS, f"{where}: monitoring.performance")
+    try:
+        monitoring_decl = MonitoringDecl(
+            **{k: float(v) for k, v in {**{("drift_share" if k == "share" else k): v
+                                           for k, v in drift.items()}, **perf}.items()})
+    except (TypeError, ValueError) as e:
+        raise DeclarationError(f"{where}: monitoring thresholds are numbers ({e})") from None
+    except DeclarationError as e:
+        raise DeclarationError(f"{where}: {e}") from None
+
     return DatasetSpec(
         name=str(data["name"]),
         target=str(data["target"]),
@@ -546,6 +649,8 @@ def spec_from_mapping(data: dict, base_dir: Path | None = None,
         target_labels=labels,
         quarantine_max_share=float(quarantine.get("max_share", 0.0)),
         source=_source(data.get("source"), base_dir, where),
+        features=feature_decl,
+        monitoring=monitoring_decl,
         declared_in=declared_in,
     )
 

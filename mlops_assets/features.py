@@ -1,7 +1,8 @@
 """Feature engineering in polars: only what is known at prediction time.
 
 For a regular time series every row gets calendar features, lags and rolling statistics of the
-numeric inputs, declared differences, and the previous day's market summary from the dbt mart.
+numeric inputs, declared differences, and the previous day's market summary from the dbt mart;
+the declaration's ``features`` block picks the lags, rolling windows and optional families.
 The label is the target one horizon ahead; rows whose label has not arrived yet keep a null label
 and can be scored but not trained on.
 """
@@ -39,29 +40,34 @@ def build_features(spec: DatasetSpec, raw: pl.DataFrame, daily: pl.DataFrame | N
     if not spec.has_time:
         return _static_features(spec, raw)
     ts, h = spec.timestamp, max(spec.horizon_steps, 1)
+    fd = spec.features
+    lags = list(dict.fromkeys(fd.lags if fd.lags is not None else (1, 2, h)))
+    rolling = list(dict.fromkeys(fd.rolling if fd.rolling is not None else (h,)))
     df = raw.sort(ts)
     exprs = [
         pl.col(ts).dt.hour().alias("hour"),
         pl.col(ts).dt.weekday().alias("day_of_week"),
     ]
     for col in _lagged(spec):
-        exprs += [
-            pl.col(col).shift(1).alias(f"{col}_lag_1"),
-            pl.col(col).shift(2).alias(f"{col}_lag_2"),
-            pl.col(col).shift(h).alias(f"{col}_lag_{h}"),
-            pl.col(col).rolling_mean(h).alias(f"{col}_mean_{h}"),
-            pl.col(col).rolling_std(h).alias(f"{col}_std_{h}"),
-            (pl.col(col) - pl.col(col).rolling_mean(h)).alias(f"{col}_vs_mean_{h}"),
-        ]
+        exprs += [pl.col(col).shift(n).alias(f"{col}_lag_{n}") for n in lags]
+        for n in rolling:
+            exprs += [
+                pl.col(col).rolling_mean(n).alias(f"{col}_mean_{n}"),
+                pl.col(col).rolling_std(n).alias(f"{col}_std_{n}"),
+            ]
+            if fd.relative:
+                exprs.append((pl.col(col) - pl.col(col).rolling_mean(n)).alias(f"{col}_vs_mean_{n}"))
     for a, b in spec.differences:
         exprs.append((pl.col(a) - pl.col(b)).alias(f"{a}_minus_{b}"))
+    if fd.target_history:
+        exprs += [pl.col(spec.target).cast(pl.Float64).rolling_mean(n).alias(f"{spec.target}_share_{n}")
+                  for n in rolling]
     exprs += [
-        pl.col(spec.target).cast(pl.Float64).rolling_mean(h).alias(f"{spec.target}_share_{h}"),
         pl.col(spec.target).shift(-h).alias(spec.label),
         (pl.col(ts) + spec.horizon).alias("label_at"),
     ]
     df = df.with_columns(exprs)
-    if daily is not None and daily.height:
+    if daily is not None and daily.height and fd.daily_summary:
         day_key = daily.columns[0]
         prev = daily.rename({c: f"prev_day_{c}" for c in daily.columns if c != day_key}).with_columns(
             (pl.col(day_key).cast(pl.Date) + pl.duration(days=1)).alias("_join_day")

@@ -16,9 +16,9 @@ DRIFT_CHECK = "no_data_drift"
 
 
 class DriftConfig(dg.Config):
-    numeric_threshold: float = Field(default=0.1, description="Normed Wasserstein distance from which a numeric column drifts.")
-    categorical_threshold: float = Field(default=0.1, description="Jensen-Shannon distance from which a categorical column drifts.")
-    drift_share: float = Field(default=0.5, description="Share of drifted columns from which the window drifts.")
+    numeric_threshold: float = Field(default=SPEC.monitoring.numeric_threshold, description="Normed Wasserstein distance from which a numeric column drifts (default from the dataset declaration).")
+    categorical_threshold: float = Field(default=SPEC.monitoring.categorical_threshold, description="Jensen-Shannon distance from which a categorical column drifts (default from the dataset declaration).")
+    drift_share: float = Field(default=SPEC.monitoring.drift_share, description="Share of drifted columns from which the window drifts (default from the dataset declaration).")
     report_sample_rows: int = Field(default=20_000, description="Rows per side in the Evidently HTML report.")
 
 
@@ -107,8 +107,8 @@ PERFORMANCE_CHECK = "champion_performance"
 
 
 class PerformanceConfig(dg.Config):
-    min_auc: float = Field(default=0.6, description="The check fails when a window's AUC falls below this.")
-    max_drop: float = Field(default=0.1, description="... or when it falls this far below the model's holdout AUC at training time.")
+    min_auc: float = Field(default=SPEC.monitoring.min_auc, description="The check fails when a window's AUC falls below this (default from the dataset declaration).")
+    max_drop: float = Field(default=SPEC.monitoring.max_drop, description="... or when it falls this far below the model's holdout AUC at training time (default from the dataset declaration).")
     min_label_coverage: float = Field(default=0.9, description="Share of a window's predictions whose label must have arrived before it is judged.")
 
 

@@ -1,0 +1,79 @@
+"""The feature families a declaration asks for, and the monitoring defaults it sets."""
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mlops_assets.datasets import DeclarationError, current_spec, spec_from_mapping
+from mlops_assets.features import build_features, feature_columns
+
+BASE = {
+    "name": "meters", "target": "alarm", "timestamp": "ts", "numeric": ["kwh", "temp"],
+    "source": "meters.csv", "step": "1h", "horizon": "3h",
+}
+
+
+def _raw(n: int = 30) -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    return pl.DataFrame({
+        "ts": [start + timedelta(hours=i) for i in range(n)],
+        "window": ["2024-01"] * n,
+        "kwh": rng.normal(size=n), "temp": rng.normal(size=n),
+        "alarm": rng.integers(0, 2, n),
+    })
+
+
+def test_default_families_are_lags_rolling_relative_and_target_history():
+    spec = spec_from_mapping(BASE)
+    df = build_features(spec, _raw())
+    cols = feature_columns(spec, df)
+    for c in ("kwh_lag_1", "kwh_lag_2", "kwh_lag_3", "kwh_mean_3", "kwh_std_3", "kwh_vs_mean_3",
+              "alarm_share_3", "hour", "day_of_week"):
+        assert c in cols
+    assert spec.label not in cols and "label_at" not in cols
+    # the label is the target one horizon (3 steps) ahead
+    assert df[spec.label].to_list()[:5] == df["alarm"].to_list()[3:8]
+
+
+def test_declared_families_replace_the_defaults_with_the_values_they_name():
+    spec = spec_from_mapping({**BASE, "features": {
+        "lags": [1, 24], "rolling": [4, 12], "relative": False, "target_history": False}})
+    raw = _raw()
+    df = build_features(spec, raw)
+    cols = feature_columns(spec, df)
+    assert {"kwh_lag_1", "kwh_lag_24", "kwh_mean_4", "kwh_std_12"} <= set(cols)
+    assert not any("_vs_mean_" in c or "_share_" in c or c == "kwh_lag_2" for c in cols)
+    # each value is what it claims: the 24-step lag and the 4-step rolling mean
+    assert df["kwh_lag_24"][24] == raw["kwh"][0]
+    assert df["kwh_mean_4"][10] == pytest.approx(float(raw["kwh"][7:11].mean()))
+
+
+def test_feature_and_monitoring_blocks_refuse_mistakes_clearly():
+    with pytest.raises(DeclarationError, match=r"features: unknown key\(s\) \['lag'\]"):
+        spec_from_mapping({**BASE, "features": {"lag": [1]}})
+    with pytest.raises(DeclarationError, match="features.lags: 0 is not a positive whole number"):
+        spec_from_mapping({**BASE, "features": {"lags": [0]}})
+    with pytest.raises(DeclarationError, match="features.relative is true or false"):
+        spec_from_mapping({**BASE, "features": {"relative": "no"}})
+    with pytest.raises(DeclarationError, match="monitoring drift_share must lie in"):
+        spec_from_mapping({**BASE, "monitoring": {"drift": {"share": 1.5}}})
+    with pytest.raises(DeclarationError, match=r"monitoring.drift: unknown key\(s\) \['threshold'\]"):
+        spec_from_mapping({**BASE, "monitoring": {"drift": {"threshold": 0.2}}})
+
+
+def test_monitoring_thresholds_come_from_the_declaration():
+    spec = spec_from_mapping({**BASE, "monitoring": {
+        "drift": {"numeric_threshold": 0.4, "share": 0.3}, "performance": {"min_auc": 0.55}}})
+    m = spec.monitoring
+    assert (m.numeric_threshold, m.drift_share, m.min_auc) == (0.4, 0.3, 0.55)
+    assert (m.categorical_threshold, m.max_drop) == (0.1, 0.1)  # the defaults
+    # and they are the defaults of the checks' run config in the code location
+    from mlops_assets.defs.monitoring import DriftConfig, PerformanceConfig
+
+    elec2 = current_spec().monitoring
+    assert DriftConfig().numeric_threshold == elec2.numeric_threshold
+    assert DriftConfig().drift_share == elec2.drift_share
+    assert PerformanceConfig().min_auc == elec2.min_auc
