@@ -116,15 +116,34 @@ def _replay(args, last: str) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     steps = replay(loop, months, fetch_elec2(home().downloads_dir), landing_dir(), log_path=log_path)
     retrains = sum(s.retrained for s in steps)
-    both = [s for s in steps if s.champion_auc is not None and s.static_auc is not None]
-    if both:
-        ours = sum(s.champion_auc for s in both) / len(both)
-        static = sum(s.static_auc for s in both) / len(both)
-        print(f"\nMean AUC over {len(both)} labelled months: champion in charge {ours:.3f}, "
-              f"first model never retrained {static:.3f}.")
+    for line in timeline_means(steps):
+        print(line)
     print(f"\n{retrains} retrain(s) over {len(steps)} months. The timeline is in the Dagster UI too:")
     print("sensor ticks under Automation, runs tagged mlops/trigger=landing or retrain, and the")
     print(f"monitoring/performance and monitoring/drift Delta tables. Run output: {log_path}")
+
+
+def timeline_means(steps) -> list[str]:
+    """Mean AUC of the champion in charge and of the first model never retrained, over all
+    labelled months and split at the first drifting month: the decay and the recovery in two
+    figures each."""
+    both = [s for s in steps if s.champion_auc is not None and s.static_auc is not None]
+    if not both:
+        return []
+
+    def means(part) -> str:
+        ours = sum(s.champion_auc for s in part) / len(part)
+        static = sum(s.static_auc for s in part) / len(part)
+        return f"champion in charge {ours:.3f}, first model never retrained {static:.3f}"
+
+    lines = [f"\nMean AUC over {len(both)} labelled months: {means(both)}."]
+    first = next((s.window for s in steps if s.drifted), None)
+    before = [s for s in both if first is None or s.window < first]
+    after = [s for s in both if first is not None and s.window >= first]
+    if before and after:
+        lines.append(f"  before the first drift ({len(before)} months, to {before[-1].window}): {means(before)}")
+        lines.append(f"  from the first drift ({len(after)} months, {first} on): {means(after)}")
+    return lines
 
 
 def run(args) -> int:

@@ -97,3 +97,19 @@ def test_a_bad_delivery_fails_clearly_and_leaves_every_table_as_it_was(loop_step
     after = {name: table_version(f"{root}/{name}") for name in before}
     assert after == before
     assert not any(e.is_step_success and e.step_key == "features" for e in result.all_events)
+
+
+def test_timeline_means_split_at_the_first_drift():
+    from mlops_assets.cli import timeline_means
+    from mlops_assets.replay import Step
+
+    def step(window, drifted, champion, static):
+        return Step(window=window, drift_share=0.8 if drifted else 0.2, drifted=drifted,
+                    champion_version=1, champion_auc=champion, retrained=drifted, reason="",
+                    champion_after=1, static_auc=static)
+
+    lines = timeline_means([step("1996-09", False, 0.70, 0.70), step("1997-05", True, 0.74, 0.60),
+                            step("1997-06", False, 0.80, 0.62), step("1997-07", True, None, 0.5)])
+    assert "over 3 labelled months: champion in charge 0.747, first model never retrained 0.640" in lines[0]
+    assert "(1 months, to 1996-09): champion in charge 0.700, first model never retrained 0.700" in lines[1]
+    assert "(2 months, 1997-05 on): champion in charge 0.770, first model never retrained 0.610" in lines[2]
