@@ -47,6 +47,7 @@ from deltalake import DeltaTable
 
 from mlops_assets import __version__
 from mlops_assets.datasets import DatasetSpec, current_spec
+from mlops_assets.prediction_ids import parse_prediction_id
 from mlops_assets.settings import PROJECT_ROOT, home
 
 log = logging.getLogger(__name__)
@@ -405,18 +406,33 @@ def champion_at(history: pl.DataFrame, when: datetime) -> int | None:
 
 
 def find_prediction(prediction_id: str, spec: DatasetSpec | None = None) -> dict:
-    """The predictions row with ``prediction_id``, found with a predicate pushed down to the Delta
-    scan (file statistics skip files whose id range cannot hold it)."""
+    """The predictions row with ``prediction_id``.
+
+    An id names its window and model version (:mod:`mlops_assets.prediction_ids`), so the scan
+    reads one ``window`` partition and, within it, only the files whose ``model_version`` and
+    ``prediction_id`` statistics can hold the id; an id of the older form is looked for in the
+    whole table."""
     spec = spec or current_spec()
     uri = table_uri("predictions", spec.name)
     table = _open(uri)
     if table is None:
         raise AuditError(f"No predictions table at {uri}: nothing has been scored yet.")
-    rows = pl.scan_delta(table).filter(pl.col("prediction_id") == prediction_id).collect()
+    rows = _scan_for_id(table, prediction_id)
     if rows.height == 0:
         raise AuditError(f"No prediction with id {prediction_id!r} in predictions/{spec.name} "
                          f"(version {table.version()}).")
     return rows.sort("scored_at").row(-1, named=True)
+
+
+def _scan_for_id(table: DeltaTable, prediction_id: str) -> pl.DataFrame:
+    """Rows with ``prediction_id``: polars skips partitions and files by the Delta log's
+    partition values and min/max statistics before reading any data file."""
+    cond = pl.col("prediction_id") == prediction_id
+    where = parse_prediction_id(prediction_id)
+    if where is not None:
+        cond = ((pl.col("window") == where.window)
+                & (pl.col("model_version") == where.model_version) & cond)
+    return pl.scan_delta(table).filter(cond).collect()
 
 
 def _commit_of_run(uri: str, dagster_run_id: str) -> dict | None:
