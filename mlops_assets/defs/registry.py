@@ -26,6 +26,7 @@ from mlops_assets.defs.training import MODEL_NAME, evaluation
 from mlops_assets.registry import CHAMPION, RegistryError, alias_version, decide, smoke_test
 from mlops_assets.resources import Lake, MlflowTracking, ReportStore
 from mlops_assets.tables import write_table
+from mlops_assets.versions import code_version_for
 
 SPEC = current_spec()
 PROMOTION_GATE = "promotion_gate"
@@ -236,7 +237,8 @@ def _model_card(context, mlflow: MlflowTracking, ev: dict, decision: str, reason
     return modelcard.render(facts)
 
 
-@dg.asset(group_name="registry", kinds={"mlflow", "delta"}, code_version="2")
+@dg.asset(group_name="registry", kinds={"mlflow", "delta"},
+          code_version=code_version_for(__name__, "mlops_assets.registry", "mlops_assets.modelcard"))
 def champion(
     context: dg.AssetExecutionContext, evaluation: dict, lake: Lake, mlflow: MlflowTracking,
     reports: ReportStore,
@@ -284,6 +286,8 @@ def champion(
     mv = client.get_model_version(MODEL_NAME, str(current))
     return dg.Output(
         {"name": MODEL_NAME, "version": current, "run_id": mv.run_id},
+        # the version holding the alias: predictions stay fresh while the champion does
+        data_version=dg.DataVersion(f"{MODEL_NAME}:v{current}"),
         metadata={
             "champion_version": current,
             "challenger_version": model["version"],

@@ -11,6 +11,7 @@ from mlops_assets.defs.features import features
 from mlops_assets.prediction_ids import prediction_ids
 from mlops_assets.resources import Lake, MlflowTracking
 from mlops_assets.tables import read_table, table_metadata, table_version, write_table
+from mlops_assets.versions import code_version_for, delta_data_version
 
 SPEC = current_spec()
 THRESHOLD = 0.5
@@ -35,7 +36,9 @@ def scored_rows(rows: pl.DataFrame, booster, feats: list[str], keys: tuple[str, 
     ).select("prediction_id", pl.all().exclude("prediction_id"))
 
 
-@dg.asset(group_name="scoring", kinds={"lightgbm", "delta"}, deps=[features], code_version="1")
+@dg.asset(group_name="scoring", kinds={"lightgbm", "delta"}, deps=[features],
+          code_version=code_version_for(__name__, "mlops_assets.prediction_ids",
+                                        libraries=("lightgbm",)))
 def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, mlflow: MlflowTracking) -> dg.MaterializeResult:
     """The champion's probability that the target is 1 one horizon ahead, for every row of the
     latest window. Each row carries a prediction id, the model name and version, the MLflow run
@@ -94,5 +97,6 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
             "features_delta_version": feat_version,
             "mean_score": float(score.mean()) if len(score) else 0.0,
             "predicted_positive_share": float((score >= THRESHOLD).mean()) if len(score) else 0.0,
-        }
+        },
+        data_version=delta_data_version(result, lake.options),
     )
