@@ -289,6 +289,48 @@ def test_reproduce_command(home, capsys):
         main(["reproduce", "9"])
 
 
+def test_model_card_links_to_the_trace_of_its_training_data(home, capsys):
+    import mlflow
+
+    from mlops_assets.cli import main
+    from mlops_assets.settings import home as current_home
+
+    card = (current_home().reports_dir / "model_cards" / f"{MODEL}_v1.md").read_text()
+    run_id = _client().get_model_version(MODEL, "1").run_id
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/model_card.md") == card
+    assert "## Trace and reproduce" in card
+    for command in ("mlops-assets trace --model-version 1", "mlops-assets models --version 1",
+                    "mlops-assets models --training-set-version 0",
+                    "mlops-assets models --features-version 0", "mlops-assets reproduce 1",
+                    "mlops-assets promotions --model-version 1"):
+        assert command in card, command
+    assert f"(http://127.0.0.1:3000/runs/{home.runs['main_1']})" in card
+    assert "(http://127.0.0.1:3000/assets/training_set)" in card
+
+    # the command the card gives answers: v1's training data, back to the source file
+    line = next(x for x in card.splitlines() if "mlops-assets trace --model-version" in x)
+    assert main([*line.split()[1:], "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["model"]["version"] == 1 and t["model"]["mlflow_run_id"] == run_id
+    ts = t["training_set"]
+    assert ts["version"] == 0 and ts["content_sha256"] == _tags(1)["training_set_sha256"]
+    assert ts["train_windows"] == ["1996-05", "1996-06", "1996-07"]
+    assert ts["dagster_run_id"] == home.runs["main_1"]
+    assert (t["features"]["version"], t["features"]["raw_version"]) == (0, 0)
+    assert t["raw"]["version"] == 0 and t["raw"]["dagster_run_id"] == home.runs["ingest_1"]
+    assert t["raw"]["source_files"] == [{"source_file": "elec2.csv", "source_sha256": ELEC2_SHA256,
+                                         "rows": 1200 + 1440 + 1488}]
+    assert main(["trace", "--model-version", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "Training set training_set/elec2 v1" in text and "windows 1996-06,1996-07,1996-08" in text
+    assert main(["models", "--version", "1", "--json"]) == 0
+    assert [m["model_version"] for m in json.loads(capsys.readouterr().out)] == [1]
+    with pytest.raises(SystemExit, match="give a prediction id, or --model-version"):
+        main(["trace"])
+    with pytest.raises(SystemExit, match="has no registered version 9"):
+        main(["trace", "--model-version", "9"])
+
+
 # --------------------------------------------------------------------------------------------
 # Code versions, data versions and what the UI marks stale
 

@@ -14,6 +14,7 @@ decision to the ``registry/promotions`` Delta table.
 """
 
 import json
+import os
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -192,6 +193,11 @@ def _upstream_checks(context: dg.AssetExecutionContext) -> list[tuple[str, str]]
     return outcomes
 
 
+def dagster_ui_url() -> str:
+    """Base URL of the Dagster UI for links in model cards (``make ui`` serves this one)."""
+    return os.environ.get("MLOPS_DAGSTER_UI_URL", "http://127.0.0.1:3000")
+
+
 def _model_card(context, mlflow: MlflowTracking, ev: dict, decision: str, reason: str) -> str:
     """The challenger's model card, from what its MLflow run and the evaluation recorded."""
     import mlflow as ml
@@ -232,7 +238,9 @@ def _model_card(context, mlflow: MlflowTracking, ev: dict, decision: str, reason
         name=model["name"], version=model["version"], run_id=model["run_id"], decision=decision,
         reason=reason, dataset=SPEC.description, lineage=lineage, schema=schema, tuning=tuning,
         params=params, comparison=comparison, window=window, checks=_upstream_checks(context),
-        limits=limits,
+        limits=limits, training_dagster_run_id=run.data.tags.get("dagster_run_id"),
+        dagster_ui_url=dagster_ui_url(),
+        mlflow_run_url=mlflow.run_url(run.info.experiment_id, model["run_id"]),
     )
     return modelcard.render(facts)
 
