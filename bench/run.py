@@ -43,13 +43,18 @@ def _args(argv=None):
     p.add_argument("--main-job", action="store_true",
                    help="also the main-job measurements (orchestration overhead at 1M rows, peak memory at 10M)")
     p.add_argument("--elec2", help="a local Elec2 CSV (else fetched with mlops_assets.sources.fetch_elec2)")
-    p.add_argument("--trace-home", help="an existing MLOPS_HOME to trace a prediction in (else one is built)")
+    p.add_argument("--trace-home", help="an existing MLOPS_HOME to trace a prediction in (else one is built; "
+                                        "it is copied before its predictions table is grown)")
+    p.add_argument("--trace-rows", type=int, help="predictions added before the trace is timed "
+                                                  "(default 10,000,000; quick 1,000,000; 0: none)")
     p.add_argument("--note", default="", help="a line about this run for the markdown file "
                                               "(e.g. that the machine was shared)")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to write")
     a = p.parse_args(argv)
     a.size = a.size or (100_000 if a.quick else 1_000_000)
     a.rows = a.rows or (200_000 if a.quick else 1_000_000)
+    if a.trace_rows is None:
+        a.trace_rows = 1_000_000 if a.quick else 10_000_000
     if a.repeat < 1:
         p.error("--repeat must be >= 1")
     a.only = set(a.only.split(",")) if a.only else set(MEASUREMENTS[:-1])
@@ -158,7 +163,8 @@ def main(argv=None) -> int:
         step("features", lambda: features.run(raw, a.repeat))
         step("scoring", lambda: scoring.run(feats, a.repeat))
         step("mlflow", lambda: mlflow_trace.mlflow_overhead(a.repeat))
-        step("trace", lambda: mlflow_trace.trace_time(a.repeat, elec2, a.trace_home))
+        step("trace", lambda: mlflow_trace.trace_time(a.repeat, elec2, a.trace_home,
+                                                                a.trace_rows))
         step("main-job", lambda: [Row(
             "main job: orchestration overhead at 1M rows; peak memory at 10M rows", "not measured",
             "–", None, "", "<= 30 %; < 8 GiB", None,

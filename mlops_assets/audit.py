@@ -7,6 +7,8 @@ Two questions an auditor asks, each answered from what the platform recorded whe
   runs were behind it. It reads Delta tables and their commit metadata only, so it starts fast
   and never imports MLflow, LightGBM or Dagster, except as a fallback for a model version scored
   before ``registry/model_lineage`` existed.
+* :func:`trace_training`: the same from a model version's training set back to its source files;
+  each model card gives the command (``mlops-assets trace --model-version N``).
 * :func:`reproduce`: rebuild a registered model's training set by time travel on the feature
   table, check it against the content hash recorded at training time, retrain with the recorded
   parameters and compare the booster with the registered one. A version that vacuum or log
@@ -47,6 +49,7 @@ from deltalake import DeltaTable
 
 from mlops_assets import __version__
 from mlops_assets.datasets import DatasetSpec, current_spec
+from mlops_assets.prediction_ids import parse_prediction_id
 from mlops_assets.settings import PROJECT_ROOT, home
 
 log = logging.getLogger(__name__)
@@ -405,18 +408,33 @@ def champion_at(history: pl.DataFrame, when: datetime) -> int | None:
 
 
 def find_prediction(prediction_id: str, spec: DatasetSpec | None = None) -> dict:
-    """The predictions row with ``prediction_id``, found with a predicate pushed down to the Delta
-    scan (file statistics skip files whose id range cannot hold it)."""
+    """The predictions row with ``prediction_id``.
+
+    An id names its window and model version (:mod:`mlops_assets.prediction_ids`), so the scan
+    reads one ``window`` partition and, within it, only the files whose ``model_version`` and
+    ``prediction_id`` statistics can hold the id; an id of the older form is looked for in the
+    whole table."""
     spec = spec or current_spec()
     uri = table_uri("predictions", spec.name)
     table = _open(uri)
     if table is None:
         raise AuditError(f"No predictions table at {uri}: nothing has been scored yet.")
-    rows = pl.scan_delta(table).filter(pl.col("prediction_id") == prediction_id).collect()
+    rows = _scan_for_id(table, prediction_id)
     if rows.height == 0:
         raise AuditError(f"No prediction with id {prediction_id!r} in predictions/{spec.name} "
                          f"(version {table.version()}).")
     return rows.sort("scored_at").row(-1, named=True)
+
+
+def _scan_for_id(table: DeltaTable, prediction_id: str) -> pl.DataFrame:
+    """Rows with ``prediction_id``: polars skips partitions and files by the Delta log's
+    partition values and min/max statistics before reading any data file."""
+    cond = pl.col("prediction_id") == prediction_id
+    where = parse_prediction_id(prediction_id)
+    if where is not None:
+        cond = ((pl.col("window") == where.window)
+                & (pl.col("model_version") == where.model_version) & cond)
+    return pl.scan_delta(table).filter(cond).collect()
 
 
 def _commit_of_run(uri: str, dagster_run_id: str) -> dict | None:
@@ -491,6 +509,76 @@ def _features_step(spec: DatasetSpec, version: int | None) -> dict:
     return step
 
 
+def _model_step(lineage: dict) -> dict:
+    return {
+        "registered_at": _iso(lineage.get("registered_at")),
+        "training_dagster_run_id": lineage.get("training_dagster_run_id"),
+        "code": {"mlops_assets_version": lineage.get("mlops_assets_version"),
+                 "dagster_code_version": lineage.get("dagster_code_version")},
+        "lineage_source": lineage.get("source"),
+    }
+
+
+def _training_set_step(spec: DatasetSpec, lineage: dict) -> dict:
+    """The training set a model version learned from: Delta version, hashes, windows, the
+    feature and raw versions it was built from and its Dagster run (from its commit, else from
+    the model's lineage)."""
+    ts_version = lineage.get("training_set_version")
+    ts_info = (commit_info(table_uri("training_set", spec.name), ts_version)
+               if ts_version is not None else None)
+    recorded_sha = (ts_info or {}).get("content_sha256")
+    train_windows = ((ts_info or {}).get("train_windows") or lineage.get("train_windows") or "")
+    step = {
+        "table": f"training_set/{spec.name}",
+        "version": ts_version,
+        "content_sha256": lineage.get("training_set_sha256") or recorded_sha,
+        "content_sha256_in_commit": recorded_sha,
+        "train_windows": [w for w in train_windows.split(",") if w],
+        "scoring_window": (ts_info or {}).get("scoring_window") or lineage.get("scoring_window"),
+        "committed_at": _commit_time(ts_info),
+        "dagster_run_id": (ts_info or {}).get("dagster_run_id"),
+        "dagster_run_id_from": "training_set commit",
+        "features_version": (_as_int((ts_info or {}).get("features_version"))
+                             if ts_info else lineage.get("features_version")),
+        "raw_version": (_as_int((ts_info or {}).get("raw_version"))
+                        if ts_info else lineage.get("raw_version")),
+    }
+    if step["dagster_run_id"] is None and lineage.get("training_dagster_run_id"):
+        # the training_set asset does not record its run; the model's run built it
+        step["dagster_run_id"] = lineage["training_dagster_run_id"]
+        step["dagster_run_id_from"] = "the model's MLflow run tag dagster_run_id"
+    if ts_version is not None and ts_info is None:
+        step["note"] = "its Delta log entry is gone (log cleanup)"
+    return step
+
+
+def trace_training(version: int, name: str | None = None,
+                   spec: DatasetSpec | None = None) -> dict:
+    """The training data of model ``name`` v``version`` traced back to its source files: the
+    training set's Delta version and hash, the feature and raw versions it was built from, the
+    source files with their sha256, and the code and Dagster run of each step. This is the trace
+    a model card links to (``mlops-assets trace --model-version N``)."""
+    spec = spec or current_spec()
+    name = name or model_name(spec)
+    lineage = model_lineage(name, version)
+    if lineage is None:
+        raise AuditError(f"{name} has no registered version {version}.")
+    training_set = _training_set_step(spec, lineage)
+    features = _features_step(spec, training_set["features_version"])
+    if training_set["raw_version"] is None:
+        training_set["raw_version"] = features.get("raw_version")
+    windows = training_set["train_windows"]
+    return {
+        "model": {"name": name, "version": version, "mlflow_run_id": lineage.get("mlflow_run_id"),
+                  **_model_step(lineage)},
+        "training_set": training_set,
+        "features": features,
+        "raw": _raw_step(spec, training_set["raw_version"],
+                         up_to_window=max(windows) if windows else None),
+        "code_now": code_version(),
+    }
+
+
 def trace(prediction_id: str, spec: DatasetSpec | None = None) -> dict:
     """Everything recorded about one prediction, as a JSON-ready dict (see the module doc)."""
     spec = spec or current_spec()
@@ -507,16 +595,10 @@ def trace(prediction_id: str, spec: DatasetSpec | None = None) -> dict:
     current_champion = history["champion_version_after"][-1] if history.height else None
 
     lineage = model_lineage(name, version) or {}
-    ts_version = lineage.get("training_set_version")
-    ts_uri = table_uri("training_set", spec.name)
-    ts_info = commit_info(ts_uri, ts_version) if ts_version is not None else None
-    recorded_sha = (ts_info or {}).get("content_sha256")
-    train_windows = ((ts_info or {}).get("train_windows") or lineage.get("train_windows") or "")
-    train_windows = [w for w in train_windows.split(",") if w]
-    train_features_version = (_as_int((ts_info or {}).get("features_version"))
-                              if ts_info else lineage.get("features_version"))
-    train_raw_version = (_as_int((ts_info or {}).get("raw_version"))
-                         if ts_info else lineage.get("raw_version"))
+    training_set = _training_set_step(spec, lineage)
+    train_windows = training_set["train_windows"]
+    train_features_version = training_set["features_version"]
+    train_raw_version = training_set["raw_version"]
 
     scoring_features = _features_step(spec, _as_int(row.get("features_version")))
     training_features = (scoring_features if train_features_version == scoring_features["version"]
@@ -550,31 +632,9 @@ def trace(prediction_id: str, spec: DatasetSpec | None = None) -> dict:
         "champion_at_scoring": champion_then,
         "champion_now": current_champion,
         "champion": champion_history(history, version) if history.height else None,
-        "registered_at": _iso(lineage.get("registered_at")),
-        "training_dagster_run_id": lineage.get("training_dagster_run_id"),
-        "code": {"mlops_assets_version": lineage.get("mlops_assets_version"),
-                 "dagster_code_version": lineage.get("dagster_code_version")},
-        "lineage_source": lineage.get("source"),
+        **_model_step(lineage),
     }
-    training_set = {
-        "table": f"training_set/{spec.name}",
-        "version": ts_version,
-        "content_sha256": lineage.get("training_set_sha256") or recorded_sha,
-        "content_sha256_in_commit": recorded_sha,
-        "train_windows": train_windows,
-        "scoring_window": (ts_info or {}).get("scoring_window") or lineage.get("scoring_window"),
-        "committed_at": _commit_time(ts_info),
-        "dagster_run_id": (ts_info or {}).get("dagster_run_id"),
-        "dagster_run_id_from": "training_set commit",
-        "features_version": train_features_version,
-        "raw_version": train_raw_version,
-    }
-    if training_set["dagster_run_id"] is None and lineage.get("training_dagster_run_id"):
-        # the training_set asset does not record its run; the model's run built it
-        training_set["dagster_run_id"] = lineage["training_dagster_run_id"]
-        training_set["dagster_run_id_from"] = "the model's MLflow run tag dagster_run_id"
-    if ts_version is not None and ts_info is None:
-        training_set["note"] = "its Delta log entry is gone (log cleanup)"
+    training_set["raw_version"] = train_raw_version
     last_train = max(train_windows) if train_windows else None
     return {
         "prediction": prediction,
@@ -658,6 +718,32 @@ def format_trace(t: dict) -> str:
     return "\n".join(lines)
 
 
+def format_training_trace(t: dict) -> str:
+    """The trace of a model version's training data as lines for a person."""
+    m, ts, f, r = t["model"], t["training_set"], t["features"], t["raw"]
+    lines = [
+        f"Model {m['name']} v{m['version']} (MLflow run {m['mlflow_run_id']}), trained in Dagster "
+        f"run {m['training_dagster_run_id']} (lineage from {m['lineage_source']})",
+        f"Training set {ts['table']} {_v(ts['version'])}, sha256 {_short_hash(ts['content_sha256'])}",
+        f"  windows {','.join(ts['train_windows'])} (scoring {ts['scoring_window']}), built from "
+        f"features {_v(ts['features_version'])} and raw {_v(ts['raw_version'])}",
+        f"  committed {ts['committed_at']}, Dagster run {ts['dagster_run_id']} "
+        f"(from {ts['dagster_run_id_from']})",
+        f"Features {f['table']} {_v(f['version'])}, built from raw {_v(f['raw_version'])} in Dagster "
+        f"run {f['dagster_run_id']}; code {_fmt_code(f['code'])}",
+        f"Raw {r['table']} {_v(r['version'])}, Dagster run {r.get('dagster_run_id')}; code "
+        f"{_fmt_code(r.get('code'))}",
+    ]
+    for note in (ts.get("note"), f.get("note"), r.get("note")):
+        if note:
+            lines.append(f"  note: {note}")
+    for src in r.get("source_files") or []:
+        lines.append(f"  source file {src['source_file']} sha256 {src['source_sha256']} "
+                     f"({src['rows']} rows)")
+    lines.append(f"Code now: {_fmt_code(t['code_now'])}")
+    return "\n".join(lines)
+
+
 def _fmt_code(code: dict | None) -> str:
     if not code:
         return "not recorded"
@@ -703,10 +789,12 @@ def model_name(spec: DatasetSpec) -> str:
 
 def models_trained_on(*, features_version: int | None = None,
                       training_set_version: int | None = None, raw_version: int | None = None,
+                      model_version: int | None = None,
                       spec: DatasetSpec | None = None) -> list[dict]:
-    """Registered model versions trained on the given Delta versions (all when none is given)."""
+    """Registered model versions trained on the given Delta versions (all when none is given),
+    or the one ``model_version``."""
     wanted = {"features_version": features_version, "training_set_version": training_set_version,
-              "raw_version": raw_version}
+              "raw_version": raw_version, "model_version": model_version}
     return [m for m in registered_models(spec)
             if all(v is None or m[k] == v for k, v in wanted.items())]
 

@@ -203,14 +203,20 @@ def _print_json(value) -> None:
 def trace(args) -> int:
     """One prediction back to its model, training set, tables, source files, code and runs.
     Reads Delta tables only: no MLflow, LightGBM or Dagster import on this path."""
-    from mlops_assets.audit import AuditError, format_trace
+    from mlops_assets.audit import AuditError, format_trace, format_training_trace, trace_training
     from mlops_assets.audit import trace as trace_prediction
 
+    if (args.prediction_id is None) == (args.model_version is None):
+        raise SystemExit("trace: give a prediction id, or --model-version N for the training data "
+                         "of a model version")
     try:
-        result = trace_prediction(args.prediction_id)
+        if args.model_version is not None:
+            result, fmt = trace_training(args.model_version), format_training_trace
+        else:
+            result, fmt = trace_prediction(args.prediction_id), format_trace
     except AuditError as e:
         raise SystemExit(str(e)) from e
-    _print_json(result) if args.json else print(format_trace(result))
+    _print_json(result) if args.json else print(fmt(result))
     return 0
 
 
@@ -243,7 +249,7 @@ def models(args) -> int:
 
     found = models_trained_on(features_version=args.features_version,
                               training_set_version=args.training_set_version,
-                              raw_version=args.raw_version)
+                              raw_version=args.raw_version, model_version=args.version)
     if args.json:
         _print_json(found)
         return 0
@@ -325,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=run)
     p = sub.add_parser("summary", help="print what the home holds: tables, model, champion, drift")
     p.set_defaults(func=summary)
-    p = sub.add_parser("trace", help="one prediction back to its model, training set, tables, source files, code and runs")
-    p.add_argument("prediction_id")
+    p = sub.add_parser("trace", help="one prediction (or, with --model-version, a model's training data) back to its model, training set, tables, source files, code and runs")
+    p.add_argument("prediction_id", nargs="?", default=None)
+    p.add_argument("--model-version", type=_positive, default=None,
+                   help="instead of a prediction: the training data of this registered model version")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.set_defaults(func=trace)
     p = sub.add_parser("promotions", help="the promotion history (registry/promotions)")
@@ -337,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features-version", type=_version, default=None, help="only models trained on this features table version")
     p.add_argument("--training-set-version", type=_version, default=None, help="only models trained on this training_set table version")
     p.add_argument("--raw-version", type=_version, default=None, help="only models trained on this raw table version")
+    p.add_argument("--version", type=_positive, default=None, help="only this registered model version")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.set_defaults(func=models)
     p = sub.add_parser("reproduce", help="rebuild a model version's training set, verify its hash, retrain and compare")

@@ -35,6 +35,10 @@ class CardFacts:
     checks: list[tuple[str, str]] = field(default_factory=list)
     """(check, outcome) for the promotion gate and the checks on the data upstream."""
     limits: list[str] = field(default_factory=list)
+    training_dagster_run_id: str | None = None
+    """The Dagster run that built the training set and trained the model."""
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+    mlflow_run_url: str | None = None
 
 
 def render(facts: CardFacts) -> str:
@@ -95,8 +99,49 @@ def render(facts: CardFacts) -> str:
         "## Known limits",
         *[f"- {limit}" for limit in facts.limits],
         "",
+        *audit_section(facts),
     ]
     return "\n".join(lines)
+
+
+def audit_section(facts: CardFacts) -> list[str]:
+    """Where the training data's trace is, and the commands that answer for this version."""
+    lin, v = facts.lineage, facts.version
+    ts_version = lin.get("training_set_delta_version")
+    ui = facts.dagster_ui_url.rstrip("/")
+    run = facts.training_dagster_run_id
+    lines = [
+        "## Trace and reproduce",
+        "The training data of this version, traced back to its source files (training set, "
+        "features and raw Delta versions, source file sha256, the code and Dagster run of each "
+        "step):",
+        "",
+        f"    mlops-assets trace --model-version {v}",
+        "",
+        f"- What this version was trained on: `mlops-assets models --version {v}`",
+    ]
+    if ts_version is not None:
+        lines.append(f"- Every model trained on the same training set: "
+                     f"`mlops-assets models --training-set-version {ts_version}`")
+    if lin.get("features_delta_version") is not None:
+        lines.append(f"- Every model trained on the same features: "
+                     f"`mlops-assets models --features-version {lin['features_delta_version']}`")
+    lines += [
+        f"- Rebuild the training set by time travel, check its sha256 and retrain: "
+        f"`mlops-assets reproduce {v}`",
+        f"- Read the training set as it was: `polars.read_delta(\"{lin.get('uri')}\", "
+        f"version={ts_version})`",
+        f"- Promotion history of this version: `mlops-assets promotions --model-version {v}`",
+    ]
+    if run:
+        lines.append(f"- Dagster run that built the training set and trained the model: "
+                     f"[{run}]({ui}/runs/{run})")
+    lines.append(f"- Dagster asset pages: [training_set]({ui}/assets/training_set), "
+                 f"[model]({ui}/assets/model), [features]({ui}/assets/features)")
+    if facts.mlflow_run_url:
+        lines.append(f"- MLflow run: [{facts.run_id}]({facts.mlflow_run_url})")
+    lines.append("")
+    return lines
 
 
 def _num(value) -> str:

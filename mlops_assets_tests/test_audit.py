@@ -289,6 +289,143 @@ def test_reproduce_command(home, capsys):
         main(["reproduce", "9"])
 
 
+def test_model_card_links_to_the_trace_of_its_training_data(home, capsys):
+    import mlflow
+
+    from mlops_assets.cli import main
+    from mlops_assets.settings import home as current_home
+
+    card = (current_home().reports_dir / "model_cards" / f"{MODEL}_v1.md").read_text()
+    run_id = _client().get_model_version(MODEL, "1").run_id
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/model_card.md") == card
+    assert "## Trace and reproduce" in card
+    for command in ("mlops-assets trace --model-version 1", "mlops-assets models --version 1",
+                    "mlops-assets models --training-set-version 0",
+                    "mlops-assets models --features-version 0", "mlops-assets reproduce 1",
+                    "mlops-assets promotions --model-version 1"):
+        assert command in card, command
+    assert f"(http://127.0.0.1:3000/runs/{home.runs['main_1']})" in card
+    assert "(http://127.0.0.1:3000/assets/training_set)" in card
+
+    # the command the card gives answers: v1's training data, back to the source file
+    line = next(x for x in card.splitlines() if "mlops-assets trace --model-version" in x)
+    assert main([*line.split()[1:], "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["model"]["version"] == 1 and t["model"]["mlflow_run_id"] == run_id
+    ts = t["training_set"]
+    assert ts["version"] == 0 and ts["content_sha256"] == _tags(1)["training_set_sha256"]
+    assert ts["train_windows"] == ["1996-05", "1996-06", "1996-07"]
+    assert ts["dagster_run_id"] == home.runs["main_1"]
+    assert (t["features"]["version"], t["features"]["raw_version"]) == (0, 0)
+    assert t["raw"]["version"] == 0 and t["raw"]["dagster_run_id"] == home.runs["ingest_1"]
+    assert t["raw"]["source_files"] == [{"source_file": "elec2.csv", "source_sha256": ELEC2_SHA256,
+                                         "rows": 1200 + 1440 + 1488}]
+    assert main(["trace", "--model-version", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "Training set training_set/elec2 v1" in text and "windows 1996-06,1996-07,1996-08" in text
+    assert main(["models", "--version", "1", "--json"]) == 0
+    assert [m["model_version"] for m in json.loads(capsys.readouterr().out)] == [1]
+    with pytest.raises(SystemExit, match="give a prediction id, or --model-version"):
+        main(["trace"])
+    with pytest.raises(SystemExit, match="has no registered version 9"):
+        main(["trace", "--model-version", "9"])
+
+
+# --------------------------------------------------------------------------------------------
+# Code versions, data versions and what the UI marks stale
+
+
+def test_materializations_record_data_versions_and_new_data_marks_downstream_stale(home):
+    """Every asset's materialization carries its code version and a data version; Delta assets
+    name the table version they wrote, so a new training set version makes the assets that read
+    it stale in Dagster's eyes (the UI's "stale" mark), and nothing else; an edited asset is
+    stale for its code version."""
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+    from dagster._core.definitions.data_version import (
+        CODE_VERSION_TAG, DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG,
+        CachingStaleStatusResolver, StaleCauseCategory, StaleStatus, get_input_data_version_tag,
+    )
+    from dagster._time import get_current_datetime
+
+    from mlops_assets.definitions import defs
+    from mlops_assets.defs.ingestion import RAW_KEY
+    from mlops_assets.tables import table_version
+
+    instance = dg.DagsterInstance.get()
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    key = dg.AssetKey
+
+    def resolver(asset_graph=graph):
+        view = AssetGraphView(temporal_context=TemporalContext(
+            effective_dt=get_current_datetime(), last_event_id=None),
+            instance=instance, asset_graph=asset_graph)
+        return CachingStaleStatusResolver(instance=instance, asset_graph=asset_graph,
+                                          loading_context=view)
+
+    def tags(asset, partition=None):
+        record = instance.get_latest_data_version_record(asset, partition_key=partition)
+        return record.asset_materialization.tags
+
+    for asset in graph.materializable_asset_keys:
+        got = tags(asset, "1996-09-01" if graph.get(asset).is_partitioned else None)
+        assert got[CODE_VERSION_TAG] == graph.get(asset).code_version, asset
+        assert got[DATA_VERSION_TAG], asset
+    ours = [a for a in graph.materializable_asset_keys
+            if a.path[0] not in ("stg_elec2", "daily_market", "half_hour_slots")]
+    for asset in ours:
+        got = tags(asset, "1996-09-01" if graph.get(asset).is_partitioned else None)
+        assert got.get(DATA_VERSION_IS_USER_PROVIDED_TAG) == "true", asset
+    preds = tags(key("predictions"))[DATA_VERSION_TAG]
+    assert preds.startswith(f"delta:v{table_version(_delta('predictions', 'elec2'))}@")
+    assert tags(RAW_KEY, "1996-09-01")[DATA_VERSION_TAG].startswith("delta:v1@")
+    assert tags(RAW_KEY, "1996-08-01")[DATA_VERSION_TAG].startswith("delta:v0@")
+    assert tags(key("model"))[DATA_VERSION_TAG] == f"{MODEL}:v2"
+    assert tags(key("champion"))[DATA_VERSION_TAG] == f"{MODEL}:v2"
+    # what each materialization was built from
+    ts_version = tags(key("training_set"))[DATA_VERSION_TAG]
+    assert ts_version == f"delta:v1@{_commit_ms('training_set', 1)}"
+    assert tags(key("hyperparameters"))[get_input_data_version_tag(key("training_set"))] == ts_version
+
+    before = resolver()
+    stale = {a.to_user_string(): before.get_stale_root_causes(a)
+             for a in graph.materializable_asset_keys if before.get_status(a) != StaleStatus.FRESH}
+    assert stale == {}
+
+    job = definitions.resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(instance=instance, asset_selection=[key("training_set")]).success
+    after = resolver()
+    # Dagster marks the assets that read training_set; theirs follow when they are rebuilt with
+    # a new data version (the model trains on the version its hyperparameters were tuned on)
+    stale = {a.to_user_string() for a in graph.materializable_asset_keys
+             if after.get_status(a) == StaleStatus.STALE}
+    assert stale == {"hyperparameters", "drift_report"}
+    for asset in stale:
+        (cause,) = after.get_stale_causes(key(asset))
+        assert cause.category == StaleCauseCategory.DATA
+        assert cause.dependency.asset_key == key("training_set")
+        assert "new dependency data version" in cause.reason
+
+    # an edited asset: its code version no longer matches the one its data was made with
+    def edited(assets_def):
+        if key("features") not in assets_def.keys:
+            return assets_def
+        return assets_def.map_asset_specs(
+            lambda spec: spec.replace_attributes(code_version="edited")
+            if spec.key == key("features") else spec)
+
+    changed = AssetGraph.from_assets([edited(a) for a in graph.assets_defs])
+    causes = resolver(changed).get_stale_causes(key("features"))
+    assert [c.category for c in causes] == [StaleCauseCategory.CODE]
+
+
+def _commit_ms(table: str, version: int) -> int:
+    from mlops_assets.audit import commit_info
+
+    return commit_info(_delta(table, "elec2"), version)["timestamp"]
+
+
 # --------------------------------------------------------------------------------------------
 # Retention (last: the forced vacuum removes what reproducing v1 needs)
 

@@ -233,7 +233,9 @@ def test_the_model_run_records_its_data_versions_and_dagster_lineage(trained):
     event = trained.instance.get_latest_materialization_event(dg.AssetKey("model"))
     assert tags["dagster_run_id"] == event.run_id
     assert tags["dagster_asset_key"] == "model"
-    assert tags["dagster_code_version"] == "2"
+    from mlops_assets.defs.training import model
+
+    assert tags["dagster_code_version"] == model.code_versions_by_key[dg.AssetKey("model")]
     assert tags["training_set_delta_version"] == "0" and tags["features_delta_version"] == "0"
     history = client.get_metric_history(run.info.run_id, "valid_auc")
     assert len(history) > meta["best_iteration"]  # one value per boosting round

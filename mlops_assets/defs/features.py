@@ -11,6 +11,7 @@ from mlops_assets.defs.ingestion import RAW_KEY
 from mlops_assets.features import build_features, feature_columns
 from mlops_assets.validation import describe_failures, failure_cases, features_schema
 from mlops_assets.resources import Lake
+from mlops_assets.versions import code_version_for, delta_data_version
 from mlops_assets.tables import markdown_table, read_table, table_metadata, table_version, write_table
 
 SPEC = current_spec()
@@ -24,7 +25,8 @@ LEAKAGE_AUC = 0.95
     group_name="features",
     kinds={"polars", "delta"},
     deps=[RAW_KEY, *([DAILY_MART] if SPEC.name in DBT_DATASETS else [])],
-    code_version="2",
+    code_version=code_version_for(__name__, "mlops_assets.features", "mlops_assets.validation",
+                                  libraries=("polars",)),
     output_required=False,
     check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset="features", blocking=True,
                                    description="Numeric inputs finite where present, label 0/1, one row per key (pandera).")],
@@ -70,7 +72,8 @@ def features(context: dg.AssetExecutionContext, lake: Lake):
             "feature_count": len(feature_columns(SPEC, df)),
             "labelled_rows": labelled,
             "windows": ", ".join(df["window"].unique().sort().to_list()),
-        }
+        },
+        data_version=delta_data_version(result, lake.options),
     )
     yield dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, metadata={"rows_checked": df.height})
 

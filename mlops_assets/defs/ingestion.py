@@ -20,6 +20,7 @@ from mlops_assets.resources import Lake
 from mlops_assets.settings import home
 from mlops_assets.sources import SourceError, batches, read_batch, source_paths
 from mlops_assets.tables import markdown_table, table_metadata, write_table
+from mlops_assets.versions import code_version_for, delta_data_version
 from mlops_assets.validation import describe_failures, failure_cases, quarantine_verdict, raw_schema, split_valid_rows
 
 SPEC = current_spec()
@@ -71,7 +72,8 @@ def _read(paths, wanted: list[str]) -> tuple[pl.DataFrame, dict[str, str]]:
     kinds={"polars", "delta"},
     partitions_def=windows,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version="2",
+    code_version=code_version_for(__name__, "mlops_assets.sources", "mlops_assets.validation",
+                                  "mlops_assets.datasets", libraries=("polars", "pandera")),
     output_required=False,
     check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset=RAW_KEY, blocking=True,
                                    description="The batch has the declared shape and at most the "
@@ -152,7 +154,8 @@ def raw_table(context: dg.AssetExecutionContext, config: RawConfig, lake: Lake):
             "source_columns": dg.MetadataValue.md(markdown_table(original)),
             "quarantined": verdict.quarantined,
             "quarantine_version": q_result.version if q_result and q_result.version is not None else -1,
-        }
+        },
+        data_version=delta_data_version(result, lake.options),
     )
     yield dg.AssetCheckResult(
         check_name=SCHEMA_CHECK, passed=True,

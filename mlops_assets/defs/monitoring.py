@@ -10,6 +10,7 @@ from mlops_assets.defs.training import training_set
 from mlops_assets.resources import Lake, MlflowTracking, ReportStore
 from mlops_assets.tables import markdown_table
 from mlops_assets.tables import read_table, table_metadata, table_version, write_table
+from mlops_assets.versions import code_version_for, delta_data_version
 
 SPEC = current_spec()
 DRIFT_CHECK = "no_data_drift"
@@ -23,7 +24,8 @@ class DriftConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="monitoring", kinds={"polars", "evidently", "delta"}, deps=[training_set, features], code_version="1",
+    group_name="monitoring", kinds={"polars", "evidently", "delta"}, deps=[training_set, features],
+    code_version=code_version_for(__name__, "mlops_assets.drift", "mlops_assets.reports", libraries=("scipy", "evidently")),
     check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset="drift_report",
                                    description="The latest window has not drifted from the training data.")],
 )
@@ -84,7 +86,8 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: L
         "training_set_delta_version": ts_version,
         "features_delta_version": feat_version,
     }
-    yield dg.MaterializeResult(metadata={**table_metadata(result, frame), **meta})
+    yield dg.MaterializeResult(metadata={**table_metadata(result, frame), **meta},
+                               data_version=delta_data_version(result, lake.options))
     yield dg.AssetCheckResult(
         check_name=DRIFT_CHECK, passed=not summary.drifted, severity=dg.AssetCheckSeverity.WARN,
         metadata={"window": window, "drift_share": summary.drift_share,
@@ -121,7 +124,8 @@ def _training_auc(client, name: str, version: int) -> float | None:
 
 
 @dg.asset(
-    group_name="monitoring", kinds={"polars", "delta"}, deps=["predictions", features], code_version="1",
+    group_name="monitoring", kinds={"polars", "delta"}, deps=["predictions", features],
+    code_version=code_version_for(__name__, libraries=("scikit-learn",)),
     check_specs=[dg.AssetCheckSpec(PERFORMANCE_CHECK, asset="model_performance",
                                    description="The champion's AUC on its latest labelled window holds up.")],
 )
@@ -178,5 +182,5 @@ def model_performance(context: dg.AssetExecutionContext, config: PerformanceConf
     else:
         check = dg.AssetCheckResult(check_name=PERFORMANCE_CHECK, passed=True,
                                     metadata={"note": "no window of the champion has its labels yet"})
-    yield dg.MaterializeResult(metadata=meta)
+    yield dg.MaterializeResult(metadata=meta, data_version=delta_data_version(result, lake.options))
     yield check

@@ -14,6 +14,7 @@ decision to the ``registry/promotions`` Delta table.
 """
 
 import json
+import os
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -26,6 +27,7 @@ from mlops_assets.defs.training import MODEL_NAME, evaluation
 from mlops_assets.registry import CHAMPION, RegistryError, alias_version, decide, smoke_test
 from mlops_assets.resources import Lake, MlflowTracking, ReportStore
 from mlops_assets.tables import write_table
+from mlops_assets.versions import code_version_for
 
 SPEC = current_spec()
 PROMOTION_GATE = "promotion_gate"
@@ -191,6 +193,11 @@ def _upstream_checks(context: dg.AssetExecutionContext) -> list[tuple[str, str]]
     return outcomes
 
 
+def dagster_ui_url() -> str:
+    """Base URL of the Dagster UI for links in model cards (``make ui`` serves this one)."""
+    return os.environ.get("MLOPS_DAGSTER_UI_URL", "http://127.0.0.1:3000")
+
+
 def _model_card(context, mlflow: MlflowTracking, ev: dict, decision: str, reason: str) -> str:
     """The challenger's model card, from what its MLflow run and the evaluation recorded."""
     import mlflow as ml
@@ -231,12 +238,15 @@ def _model_card(context, mlflow: MlflowTracking, ev: dict, decision: str, reason
         name=model["name"], version=model["version"], run_id=model["run_id"], decision=decision,
         reason=reason, dataset=SPEC.description, lineage=lineage, schema=schema, tuning=tuning,
         params=params, comparison=comparison, window=window, checks=_upstream_checks(context),
-        limits=limits,
+        limits=limits, training_dagster_run_id=run.data.tags.get("dagster_run_id"),
+        dagster_ui_url=dagster_ui_url(),
+        mlflow_run_url=mlflow.run_url(run.info.experiment_id, model["run_id"]),
     )
     return modelcard.render(facts)
 
 
-@dg.asset(group_name="registry", kinds={"mlflow", "delta"}, code_version="2")
+@dg.asset(group_name="registry", kinds={"mlflow", "delta"},
+          code_version=code_version_for(__name__, "mlops_assets.registry", "mlops_assets.modelcard"))
 def champion(
     context: dg.AssetExecutionContext, evaluation: dict, lake: Lake, mlflow: MlflowTracking,
     reports: ReportStore,
@@ -284,6 +294,8 @@ def champion(
     mv = client.get_model_version(MODEL_NAME, str(current))
     return dg.Output(
         {"name": MODEL_NAME, "version": current, "run_id": mv.run_id},
+        # the version holding the alias: predictions stay fresh while the champion does
+        data_version=dg.DataVersion(f"{MODEL_NAME}:v{current}"),
         metadata={
             "champion_version": current,
             "challenger_version": model["version"],

@@ -1,6 +1,5 @@
 """Scoring: the champion's predictions for the latest window, with their provenance."""
 
-import hashlib
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -9,25 +8,19 @@ import polars as pl
 from mlops_assets.audit import lineage_row, provenance, record_model_lineage
 from mlops_assets.datasets import current_spec
 from mlops_assets.defs.features import features
+from mlops_assets.prediction_ids import prediction_ids
 from mlops_assets.resources import Lake, MlflowTracking
 from mlops_assets.tables import read_table, table_metadata, table_version, write_table
+from mlops_assets.versions import code_version_for, delta_data_version
 
 SPEC = current_spec()
 THRESHOLD = 0.5
 
 
-def prediction_ids(name: str, version: int, rows: pl.DataFrame, keys: tuple[str, ...]) -> pl.Series:
-    """Stable ids: the same model scoring the same row (by its key columns) gives the same id."""
-    joined = rows.select(pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|")).to_series()
-    return pl.Series(
-        "prediction_id",
-        [hashlib.sha256(f"{name}|{version}|{k}".encode()).hexdigest()[:20] for k in joined],
-    )
-
-
 def scored_rows(rows: pl.DataFrame, booster, feats: list[str], keys: tuple[str, ...], *, name: str,
                 version: int, run_id: str, features_version: int | None, dagster_run_id: str) -> pl.DataFrame:
-    """The predictions for ``rows`` with their provenance: id, model, MLflow run, feature version."""
+    """The predictions for ``rows`` with their provenance: id (see :mod:`mlops_assets.prediction_ids`),
+    model, MLflow run, feature version."""
     score = booster.predict(rows.select(feats).to_numpy())
     carried = [*keys, "window", *(["label_at"] if "label_at" in rows.columns else [])]
     return rows.select(list(dict.fromkeys(carried))).with_columns(
@@ -43,7 +36,9 @@ def scored_rows(rows: pl.DataFrame, booster, feats: list[str], keys: tuple[str, 
     ).select("prediction_id", pl.all().exclude("prediction_id"))
 
 
-@dg.asset(group_name="scoring", kinds={"lightgbm", "delta"}, deps=[features], code_version="1")
+@dg.asset(group_name="scoring", kinds={"lightgbm", "delta"}, deps=[features],
+          code_version=code_version_for(__name__, "mlops_assets.prediction_ids",
+                                        libraries=("lightgbm",)))
 def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, mlflow: MlflowTracking) -> dg.MaterializeResult:
     """The champion's probability that the target is 1 one horizon ahead, for every row of the
     latest window. Each row carries a prediction id, the model name and version, the MLflow run
@@ -77,6 +72,10 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
     rows = table.filter(pl.col("window") == window)
     out = scored_rows(rows, booster, feats, SPEC.key_columns, name=name, version=version,
                       run_id=run_id, features_version=feat_version, dagster_run_id=context.run.run_id)
+    # Stored in id order: every row of this write shares the id's "<window>.<version>." prefix,
+    # and sorted digests give each Parquet row group a narrow id range, so a trace skips files
+    # and row groups by their statistics.
+    out = out.sort("prediction_id")
     score = out["score"].to_numpy()
     result = write_table(
         lake.uri("predictions", SPEC.name), out, mode="overwrite",
@@ -98,5 +97,6 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
             "features_delta_version": feat_version,
             "mean_score": float(score.mean()) if len(score) else 0.0,
             "predicted_positive_share": float((score >= THRESHOLD).mean()) if len(score) else 0.0,
-        }
+        },
+        data_version=delta_data_version(result, lake.options),
     )

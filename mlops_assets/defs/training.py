@@ -26,6 +26,7 @@ from mlops_assets.tables import (
     table_version,
     write_table,
 )
+from mlops_assets.versions import code_version_for, delta_data_version, value_data_version
 from mlops_assets.training import (
     order_column,
     SPLITS,
@@ -47,6 +48,13 @@ SPEC = current_spec()
 MODEL_NAME = f"{SPEC.name}_lightgbm"
 HYPERPARAMETERS_KEY = dg.AssetKey("hyperparameters")
 
+# Code versions (see mlops_assets.versions): this module and the training functions, with the
+# libraries that compute each asset.
+TRAINING_CODE = code_version_for(__name__, "mlops_assets.training", libraries=("polars",))
+TUNING_CODE = code_version_for(__name__, "mlops_assets.training", libraries=("lightgbm", "optuna"))
+MODEL_CODE = code_version_for(__name__, "mlops_assets.training", "mlops_assets.registry",
+                              libraries=("lightgbm", "scikit-learn"))
+
 
 class TrainingSetConfig(dg.Config):
     train_windows: int = Field(default=3, description="How many windows before the scoring window to train on.")
@@ -55,7 +63,7 @@ class TrainingSetConfig(dg.Config):
     holdout_share: float = Field(default=0.15, description="Latest share of rows, held out for evaluation.")
 
 
-@dg.asset(group_name="training", kinds={"polars", "delta"}, deps=[features], code_version="2")
+@dg.asset(group_name="training", kinds={"polars", "delta"}, deps=[features], code_version=TRAINING_CODE)
 def training_set(
     context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: Lake
 ) -> dg.MaterializeResult:
@@ -100,7 +108,8 @@ def training_set(
             "time_range": f"{df[order_column(SPEC)].min()} .. {df[order_column(SPEC)].max()}",
             "content_sha256": digest,
             "splits": dg.MetadataValue.md(markdown_table(sizes.sort("split"))),
-        }
+        },
+        data_version=delta_data_version(result, lake.options),
     )
 
 
@@ -187,7 +196,8 @@ def _storage_for_display(storage: str) -> str:
     return make_url(storage).render_as_string(hide_password=True)
 
 
-@dg.asset(group_name="training", kinds={"optuna", "mlflow"}, deps=[training_set], code_version="2")
+@dg.asset(group_name="training", kinds={"optuna", "mlflow"}, deps=[training_set],
+          code_version=TUNING_CODE)
 def hyperparameters(
     context: dg.AssetExecutionContext, config: TuningConfig, lake: Lake, optuna: OptunaStudies,
     mlflow: MlflowTracking,
@@ -256,6 +266,7 @@ def hyperparameters(
     )
     return dg.Output(
         params,
+        data_version=value_data_version(params),
         metadata={
             "study_name": study_name,
             "storage": storage,
@@ -325,7 +336,7 @@ def _log_datasets(ml, lineage: dict, parts: dict[str, pl.DataFrame]) -> None:
         })
 
 
-@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version="2")
+@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version=MODEL_CODE)
 def model(
     context: dg.AssetExecutionContext, hyperparameters: dict, lake: Lake, mlflow: MlflowTracking
 ) -> dg.Output:
@@ -412,6 +423,7 @@ def model(
     }
     return dg.Output(
         ref,
+        data_version=dg.DataVersion(f"{MODEL_NAME}:v{mv.version}"),
         metadata={
             "model_name": MODEL_NAME,
             "model_version": int(mv.version),
@@ -445,7 +457,7 @@ def _score(ml, uri: str, feats: list[str], rows: pl.DataFrame):
     return p, booster, None
 
 
-@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version="2")
+@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"}, code_version=MODEL_CODE)
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, model: dict, lake: Lake,
     mlflow: MlflowTracking,
@@ -535,5 +547,5 @@ def evaluation(
         "calibration": calibration.to_dicts() if calibration is not None else None,
         "model": model,
     }
-    return dg.Output(out, metadata=metadata)
+    return dg.Output(out, metadata=metadata, data_version=value_data_version(out))
 
