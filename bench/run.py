@@ -1,6 +1,8 @@
 """`make bench`: the benchmarks of issue 7, as ratios measured in one run on this machine.
 
-    python bench/run.py                 # full run (drift at 1M x 25; about 20 minutes on 2 cores)
+    python bench/run.py                 # full run (drift at 1M x 25; 12-15 minutes on a quiet 2-core machine)
+    python bench/run.py --main-job      # plus the main job vs its compute done directly (1M rows)
+    python bench/run.py --main-job --memory-rows 10000000   # plus its peak memory at 10M rows
     python bench/run.py --quick         # a few minutes: 100k-row drift, smaller frames
     python bench/run.py --size 500000   # drift frame size
     python bench/run.py --only drift,delta --repeat 5
