@@ -592,7 +592,8 @@ def detect_drift(
             if kind == NUMERIC:
                 return _numeric_drift(name, reference[name], current[name], numeric_threshold)
             if kind == CATEGORICAL:
-                return _categorical_drift(name, reference[name], current[name], categorical_threshold)
+                return _categorical_drift(name, reference[name], current[name],
+                                          categorical_threshold)
         if not (in_ref and in_cur):
             reason = (
                 "only in reference" if in_ref else "only in current" if in_cur

@@ -304,7 +304,9 @@ def _count(table: DeltaTable) -> int:
     return pl.scan_delta(table).select(pl.len()).collect().item()
 
 
-def _creation_version(uri: str, storage_options: dict | None, app_id: str) -> tuple[int, DeltaTable]:
+def _creation_version(
+    uri: str, storage_options: dict | None, app_id: str
+) -> tuple[int, DeltaTable]:
     """The version at which the write tagged ``app_id`` landed on a table it found missing, and
     the table opened at that version.
 

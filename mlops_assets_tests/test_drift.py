@@ -362,7 +362,8 @@ def test_sorted_quantile_is_np_quantile_bit_for_bit():
     rng = np.random.default_rng(11)
     for q in (np.arange(1, 10) / 10, np.linspace(0.0, 1.0, 23)):
         for n in [*range(1, 60), 1_001, 54_321]:
-            for x in (rng.normal(size=n), np.round(rng.normal(size=n), 1), rng.integers(0, 5, n) * 1.0):
+            samples = (rng.normal(size=n), np.round(rng.normal(size=n), 1), rng.integers(0, 5, n) * 1.0)
+            for x in samples:
                 x = np.sort(x)
                 assert np.array_equal(sorted_quantile(x, q), np.quantile(x, q)), n
 
