@@ -67,7 +67,8 @@ test-ui: $(STAMP)
 	MLOPS_UI_TESTS=1 MLOPS_UI_SCREENSHOTS=$(UI_SCREENSHOTS) $(BIN)/python -m pytest mlops_assets_tests/ui $(PYTEST_ARGS)
 
 # Benchmarks against the libraries and peers (issue 7); writes docs/benchmarks.md.
-# `make bench BENCH_ARGS=--quick` takes a few minutes; the full run about 20 minutes on 2 cores.
+# `make bench BENCH_ARGS=--quick` takes a few minutes; the full run 12-15 minutes on a quiet 2-core
+# machine. Opt-in: --main-job (about 10 minutes more), --memory-rows 10000000 (with --main-job).
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -1,6 +1,8 @@
 """`make bench`: the benchmarks of issue 7, as ratios measured in one run on this machine.
 
-    python bench/run.py                 # full run (drift at 1M x 25; about 20 minutes on 2 cores)
+    python bench/run.py                 # full run (drift at 1M x 25; 12-15 minutes on a quiet 2-core machine)
+    python bench/run.py --main-job      # plus the main job vs its compute done directly (1M rows)
+    python bench/run.py --main-job --memory-rows 10000000   # plus its peak memory at 10M rows
     python bench/run.py --quick         # a few minutes: 100k-row drift, smaller frames
     python bench/run.py --size 500000   # drift frame size
     python bench/run.py --only drift,delta --repeat 5
@@ -41,7 +43,15 @@ def _args(argv=None):
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is quoted")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS[:-1])}")
     p.add_argument("--main-job", action="store_true",
-                   help="also the main-job measurements (orchestration overhead at 1M rows, peak memory at 10M)")
+                   help="also the main job against its compute done directly (1M rows; opt-in: "
+                        "about 5 minutes per repeat on 2 cores)")
+    p.add_argument("--main-job-rows", type=int, default=1_000_000, help="rows of the scaled Elec2 for --main-job")
+    p.add_argument("--main-job-repeat", type=int, default=2,
+                   help="product/direct pairs for --main-job (median quoted)")
+    p.add_argument("--trials", type=int, default=5, help="Optuna trials in the main-job runs")
+    p.add_argument("--memory-rows", type=int, default=0,
+                   help="also the main job's peak memory at this many rows (e.g. 10000000; opt-in, "
+                        "needs --main-job; one product run)")
     p.add_argument("--elec2", help="a local Elec2 CSV (else fetched with mlops_assets.sources.fetch_elec2)")
     p.add_argument("--trace-home", help="an existing MLOPS_HOME to trace a prediction in (else one is built; "
                                         "it is copied before its predictions table is grown)")
@@ -55,8 +65,10 @@ def _args(argv=None):
     a.rows = a.rows or (200_000 if a.quick else 1_000_000)
     if a.trace_rows is None:
         a.trace_rows = 1_000_000 if a.quick else 10_000_000
-    if a.repeat < 1:
-        p.error("--repeat must be >= 1")
+    if a.repeat < 1 or a.main_job_repeat < 0:
+        p.error("--repeat must be >= 1 and --main-job-repeat >= 0 (0: only --memory-rows)")
+    if a.memory_rows and not a.main_job:
+        p.error("--memory-rows needs --main-job")
     a.only = set(a.only.split(",")) if a.only else set(MEASUREMENTS[:-1])
     if a.main_job:
         a.only.add("main-job")
@@ -69,6 +81,8 @@ def _args(argv=None):
 def _ratio(r) -> str:
     if r.ratio is None:
         return "–"
+    if "%" in r.ratio_text:
+        return f"{r.ratio:+.0f} % ({r.ratio_text.replace(', %', '')})"
     if "(s)" in r.ratio_text:
         return f"{r.ratio:+.3f} s ({r.ratio_text.replace(' (s)', '')})"
     return f"{r.ratio:.2f}x ({r.ratio_text})"
@@ -165,11 +179,10 @@ def main(argv=None) -> int:
         step("mlflow", lambda: mlflow_trace.mlflow_overhead(a.repeat))
         step("trace", lambda: mlflow_trace.trace_time(a.repeat, elec2, a.trace_home,
                                                                 a.trace_rows))
-        step("main-job", lambda: [Row(
-            "main job: orchestration overhead at 1M rows; peak memory at 10M rows", "not measured",
-            "–", None, "", "<= 30 %; < 8 GiB", None,
-            "not implemented yet: needs a declared dataset over Elec2 resampled to 1M/10M rows "
-            "(the Elec2 declaration checks the file's sha256) and the raw steps done directly")])
+        from bench import main_job
+
+        step("main-job", lambda: main_job.run(elec2, a.main_job_rows, a.main_job_repeat, a.trials,
+                                              a.memory_rows or None))
     finally:
         shutil.rmtree(tmp_home, ignore_errors=True)
 
@@ -177,7 +190,15 @@ def main(argv=None) -> int:
     kind = "quick run (--quick)" if a.quick else "full run"
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"{kind}, {when}, {took / 60:.1f} min; drift frames {a.size:,} rows, other frames "
-              f"{a.rows:,} rows; median of {a.repeat}\n\nMachine: {where}\n\nLibraries: {versions()}")
+              f"{a.rows:,} rows; median of {a.repeat}")
+    if "main-job" in a.only:
+        if a.main_job_repeat:
+            header += (f"; main job {a.main_job_rows:,} rows, {a.trials} trials, median of "
+                       f"{a.main_job_repeat} product/direct pairs")
+        if a.memory_rows:
+            header += f"; main-job peak memory at {a.memory_rows:,} rows ({a.trials} trials, one run)"
+    header += f"\n\nCommand: `bench/run.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
+    header += f"\n\nMachine: {where}\n\nLibraries: {versions()}"
     if a.quick:
         header = ("**Quick run**: smaller sizes than the targets are stated for, so the ratios are "
                   "indicative only.\n\n" + header)
@@ -198,20 +219,41 @@ PREAMBLE = """# Benchmarks
 `make bench` (or `.venv/bin/python bench/run.py`) measures the platform against the libraries it
 wraps and against its peers, as ratios taken in one run on the same machine, each repeated with
 the median quoted. `make bench BENCH_ARGS=--quick` is a smaller run of a few minutes;
-`BENCH_ARGS="--only drift --size 500000"` picks measurements and sizes; `--main-job` adds the
-main-job measurements. The data are seeded synthetic frames (drift, Delta) and Elec2 resampled
-with noise to scale (features, scoring). This file is rewritten by each run.
+`BENCH_ARGS="--only drift --size 500000"` picks measurements and sizes. The data are seeded
+synthetic frames (drift, Delta) and Elec2 resampled with noise to scale (features, scoring, main
+job). This file is rewritten by each run; the command is quoted under "Latest run".
 
 Elec2 is fetched into a temporary home with `mlops_assets.sources.fetch_elec2` (network); pass
 `--elec2 PATH` to use a local copy instead (its sha256 is checked). The `trace` measurement builds
 its own home with `demo --trials 2 --replay-through none` (about a minute, not timed) unless
 `--trace-home` names one.
 
-The full run (drift at 1M x 25, other frames at 1M rows, 3 repeats) is dominated by Evidently's
-three runs at 1M rows (75 s each plus start-up on 2 cores here); the estimate is 8-12 minutes
-on 2 cores (one drift pair at 1M took 97 s).
-Not measured yet: the main job on 1M rows against its raw compute steps, and its peak memory on
-10M rows (`--main-job` only prints that they are missing).
+What each side does:
+
+- *Drift*: `mlops_assets.drift.detect_drift` and Evidently's `DataDriftPreset` (forced to the
+  same methods and thresholds) on the same frames, each side in a fresh process with its
+  libraries imported before the clock starts; the per-column verdicts must be identical. Ours
+  sorts each numeric column once per side, reads null-free columns straight into numpy and
+  compares columns on as many threads as there are usable CPUs (at most 4), since the work is
+  numpy and polars code that releases the GIL. Evidently runs as it comes.
+- *Delta*: both sides start from the same polars frame and write with delta-rs' default writer
+  (same Parquet layout and compression). The bare write is `write_deltalake(uri, df.to_arrow())`;
+  `write_table` adds its schema checks, commit metadata, creation check and row count. The bare
+  read is `pl.read_parquet` of the very files the table holds; `read_table` adds the existence
+  check and the Delta log (opened once).
+- *Main job* (`--main-job`, opt-in): Elec2 resampled to 1M rows, declared as a dataset
+  (`elec2_scaled`, 23 monthly windows, Parquet source; not modelled by dbt, so the `transform`
+  group does not run). The product side is `mlops-assets run --trials N` in a fresh process on a
+  SQLite Dagster instance (ingestion with validation and quarantine, features and leakage check,
+  training set, Optuna on SQLite, model logged and registered in MLflow, evaluation, gate,
+  champion, predictions with provenance ids, drift with its Evidently report, performance); per-step
+  times come from the Dagster event log. The direct side does the same compute with the same
+  functions and libraries and nothing else: `pl.read_parquet`, `write_deltalake` of each table,
+  the product's polars feature expressions, the same Optuna study in memory, the same LightGBM
+  training and predictions, the drift statistics and the Evidently report on the same sample. No
+  Dagster, validation, MLflow, provenance or registry. Start-up imports are excluded on both sides.
+- *Peak memory* (`--memory-rows 10000000`, opt-in, with `--main-job`): one product run of the main
+  job at that size; the job process's high-water RSS (VmHWM).
 """
 
 

@@ -101,11 +101,17 @@ def table_version(uri: str, storage_options: dict | None = None) -> int | None:
 def read_table(
     uri: str, version: int | None = None, storage_options: dict | None = None
 ) -> pl.DataFrame:
-    """Read a Delta table, optionally as of an earlier version (time travel)."""
-    if open_table(uri, storage_options) is None:
+    """Read a Delta table, optionally as of an earlier version (time travel).
+
+    The log is read once: the table opened for the existence check is the one polars scans.
+    """
+    table = open_table(uri, storage_options)
+    if table is None:
         raise FileNotFoundError(
             f"No Delta table at {uri}: materialize the asset that writes it first.")
-    return pl.read_delta(uri, version=version, storage_options=storage_options)
+    if version is not None and version != table.version():
+        table.load_as_version(version)
+    return pl.read_delta(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,11 +157,27 @@ def _storage_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
+_STRING_FLAVOURS = (pa.string(), pa.large_string(), pa.string_view())
+_BINARY_FLAVOURS = (pa.binary(), pa.large_binary(), pa.binary_view())
+
+
+def _same_flavour(have: pa.DataType, want: pa.DataType) -> bool:
+    """Two top-level string (or binary) layouts: Delta stores both as the same type, and delta-rs
+    writes either without a cast, so the column is passed through as it is."""
+    return ((have in _STRING_FLAVOURS and want in _STRING_FLAVOURS)
+            or (have in _BINARY_FLAVOURS and want in _BINARY_FLAVOURS))
+
+
 def _to_storage(batch: pa.Table, uri: str) -> pa.Table:
-    """Cast ``batch`` to the types Delta stores, refusing a cast that would change a value."""
+    """Cast ``batch`` to the types Delta stores, refusing a cast that would change a value.
+
+    Top-level string and binary columns keep their Arrow layout (large or view): Delta has one
+    string and one binary type, delta-rs takes any layout, and copying them is pure cost."""
     columns, fields = [], []
     for fld, col in zip(batch.schema, batch.columns):
         want = _storage_type(fld.type)
+        if _same_flavour(fld.type, want):
+            want = fld.type
         if want != fld.type:
             try:
                 col = col.cast(want)
@@ -179,8 +201,7 @@ def _is_untyped(col: pa.ChunkedArray) -> bool:
     """No values and a type that only says so: Null, or the String readers fall back to."""
     if pa.types.is_null(col.type):
         return True
-    return (len(col) > 0 and col.null_count == len(col)
-            and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)))
+    return len(col) > 0 and col.null_count == len(col) and col.type in _STRING_FLAVOURS
 
 
 def _refuse_untyped(batch: pa.Table, names: list[str], declared: dict, uri: str, what: str) -> None:
@@ -237,6 +258,10 @@ def _conform(batch: pa.Table, target: pa.Schema, uri: str, evolve: bool,
                 fields.append(fld)
             continue
         col = batch.column(fld.name)
+        if _same_flavour(col.type, fld.type):
+            columns.append(col)  # same Delta type, another Arrow layout: no copy
+            fields.append(pa.field(fld.name, col.type, fld.nullable, fld.metadata))
+            continue
         if col.type != fld.type:
             if pa.types.is_null(col.type) or col.null_count == len(col):
                 log.info("%s: column %s has no values; it takes the table's type %s (was %s)",
@@ -279,31 +304,35 @@ def _count(table: DeltaTable) -> int:
     return pl.scan_delta(table).select(pl.len()).collect().item()
 
 
-def _creation_version(uri: str, storage_options: dict | None, app_id: str) -> int:
-    """The version at which the write tagged ``app_id`` landed on a table it found missing.
+def _creation_version(
+    uri: str, storage_options: dict | None, app_id: str
+) -> tuple[int, DeltaTable]:
+    """The version at which the write tagged ``app_id`` landed on a table it found missing, and
+    the table opened at that version.
 
     Usually 0. When another writer created the table first, delta-rs appends to it instead, so
     the version is looked up: the tag is absent before that commit and present from it on.
     (``DeltaTable.history()`` is no help here: delta-rs 1.6.6 numbers its entries from the loaded
     snapshot while listing commits from the newest one, which goes wrong under concurrent writes.)
     """
-    def tagged(version: int | None) -> bool:
+    def tagged(version: int | None) -> DeltaTable | None:
         table = DeltaTable(uri, version=version, storage_options=storage_options)
-        return table.transaction_version(app_id) is not None
+        return table if table.transaction_version(app_id) is not None else None
 
-    if tagged(0):
-        return 0
+    first = tagged(0)
+    if first is not None:
+        return 0, first
     latest = DeltaTable(uri, storage_options=storage_options).version()
-    if not tagged(latest):
+    if tagged(latest) is None:
         raise RuntimeError(f"{uri}: the write that created the table left no trace ({app_id})")
     lo, hi = 1, latest
     while lo < hi:
         mid = (lo + hi) // 2
-        if tagged(mid):
+        if tagged(mid) is not None:
             hi = mid
         else:
             lo = mid + 1
-    return lo
+    return lo, DeltaTable(uri, version=lo, storage_options=storage_options)
 
 
 def _commit_properties(commit_metadata: dict | None, write_id: str, max_commit_retries: int | None,
@@ -434,7 +463,7 @@ def write_table(
         if existing is not None:
             version, table = existing.version(), existing  # delta-rs moved it to its commit
         else:
-            version, table = _creation_version(uri, storage_options, app_id), None
+            version, table = _creation_version(uri, storage_options, app_id)
         break
 
     if table is None or table.version() != version:
