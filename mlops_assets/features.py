@@ -96,3 +96,32 @@ def feature_columns(spec: DatasetSpec, df: pl.DataFrame) -> list[str]:
         skip.add(spec.target)
         skip.update(spec.key_columns)
     return [c for c in df.columns if c not in skip]
+
+
+def single_feature_auc(df: pl.DataFrame, label: str, columns: list[str], min_rows: int = 10) -> pl.DataFrame:
+    """ROC AUC of each column alone as a score for ``label`` (folded to >= 0.5: a feature that
+    ranks the label backwards predicts it as well), over the rows where the column is finite.
+
+    The AUC is the Mann-Whitney statistic on average ranks (ties count one half, as in
+    scikit-learn's ``roc_auc_score``), one sort per column in polars, so a million rows take a
+    fraction of a second per column. Columns with fewer than ``min_rows`` finite rows, or only one
+    class among them, are left out."""
+    y = pl.col(label).cast(pl.Float64)
+    exprs = []
+    for col in columns:
+        x = pl.col(col).cast(pl.Float64)
+        ok = x.is_finite()
+        n = ok.sum()
+        n_pos = (y * ok).sum()
+        n_neg = n - n_pos
+        rank_sum = (x.filter(ok).rank("average") * y.filter(ok)).sum()
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        usable = (n >= min_rows) & (n_pos > 0) & (n_neg > 0)
+        exprs.append(pl.when(usable).then(auc).otherwise(None).alias(col))
+    if not exprs:
+        return pl.DataFrame(schema={"feature": pl.String, "single_feature_auc": pl.Float64})
+    wide = df.lazy().filter(pl.col(label).is_not_null()).select(exprs).collect()
+    out = wide.unpivot(variable_name="feature", value_name="auc").drop_nulls("auc")
+    return out.select(
+        "feature", pl.max_horizontal(pl.col("auc"), 1 - pl.col("auc")).alias("single_feature_auc")
+    ).sort("single_feature_auc", descending=True)

@@ -77,3 +77,33 @@ def test_monitoring_thresholds_come_from_the_declaration():
     assert DriftConfig().numeric_threshold == elec2.numeric_threshold
     assert DriftConfig().drift_share == elec2.drift_share
     assert PerformanceConfig().min_auc == elec2.min_auc
+
+
+def test_single_feature_auc_matches_scikit_learn_with_ties_and_non_finite_values():
+    from sklearn.metrics import roc_auc_score
+
+    from mlops_assets.features import single_feature_auc
+
+    rng = np.random.default_rng(1)
+    n = 5_000
+    y = rng.integers(0, 2, n)
+    leak = y + rng.normal(0, 0.05, n)                      # nearly the label
+    backwards = -leak                                      # the same, ranked the other way
+    ties = rng.integers(0, 4, n).astype(float)             # heavy ties
+    holes = rng.normal(size=n)
+    holes[::7] = np.nan
+    holes[::11] = np.inf
+    df = pl.DataFrame({"y": y, "leak": leak, "backwards": backwards, "ties": ties, "holes": holes,
+                       "constant_class": np.ones(n)}).with_columns(
+        pl.when(pl.int_range(pl.len()) % 13 == 0).then(None).otherwise(pl.col("y")).alias("y"))
+    got = dict(single_feature_auc(df, "y", ["leak", "backwards", "ties", "holes"]).iter_rows())
+    labelled = df.filter(pl.col("y").is_not_null())
+    for col in ("leak", "backwards", "ties", "holes"):
+        x, t = labelled[col].to_numpy(), labelled["y"].to_numpy()
+        ok = np.isfinite(x)
+        auc = roc_auc_score(t[ok], x[ok])
+        assert got[col] == pytest.approx(max(auc, 1 - auc), abs=1e-12)
+    assert got["leak"] > 0.99 and got["backwards"] == pytest.approx(got["leak"])
+    # one class only among the rows: no AUC, no crash
+    one_class = df.with_columns(pl.lit(1).alias("y"))
+    assert single_feature_auc(one_class, "y", ["leak"]).height == 0

@@ -1,14 +1,13 @@
 """Features: the model's inputs, built from the raw table and the dbt daily mart."""
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from mlops_assets.audit import provenance
 from mlops_assets.datasets import current_spec
 from mlops_assets.dbt import DBT_DATASETS
 from mlops_assets.defs.ingestion import RAW_KEY
-from mlops_assets.features import build_features, feature_columns
+from mlops_assets.features import build_features, feature_columns, single_feature_auc
 from mlops_assets.validation import describe_failures, failure_cases, features_schema
 from mlops_assets.resources import Lake
 from mlops_assets.versions import code_version_for, delta_data_version
@@ -81,22 +80,8 @@ def features(context: dg.AssetExecutionContext, lake: Lake):
 @dg.asset_check(asset=features, name=LEAKAGE_CHECK, blocking=False)
 def no_single_feature_leak(lake: Lake) -> dg.AssetCheckResult:
     """Warns when one feature alone nearly predicts the label (AUC >= 0.95): a sign of leakage."""
-    from sklearn.metrics import roc_auc_score
-
     df = read_table(lake.uri("features", SPEC.name), storage_options=lake.options)
-    df = df.filter(pl.col(SPEC.label).is_not_null())
-    y = df[SPEC.label].to_numpy()
-    rows = []
-    for col in feature_columns(SPEC, df):
-        x = df[col].cast(pl.Float64).to_numpy()
-        ok = np.isfinite(x)
-        if ok.sum() < 10 or len(np.unique(y[ok])) < 2:
-            continue
-        auc = roc_auc_score(y[ok], x[ok])
-        rows.append((col, float(max(auc, 1 - auc))))
-    top = pl.DataFrame(rows, schema=["feature", "single_feature_auc"], orient="row").sort(
-        "single_feature_auc", descending=True
-    )
+    top = single_feature_auc(df, SPEC.label, feature_columns(SPEC, df))
     worst = top.row(0) if top.height else ("", 0.5)
     return dg.AssetCheckResult(
         passed=worst[1] < LEAKAGE_AUC,
