@@ -15,6 +15,7 @@ storage, an MLflow server or a Postgres-backed Dagster instance by configuration
 """
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def prepare_environment() -> Home:
     """
     for key, value in _OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    # Assets record data versions through Output/MaterializeResult(data_version=...), which Dagster
+    # 1.13 flags as beta on every materialization; the flag is not news to a person reading a run.
+    warnings.filterwarnings("ignore", message=r"Parameter `data_version` of initializer")
     h = home()
     for sub in ("delta", "mlflow/artifacts", "optuna", "warehouse", "reports", "downloads"):
         (h.root / sub).mkdir(parents=True, exist_ok=True)
