@@ -93,7 +93,7 @@ def _replay(args, last: str) -> None:
     from mlops_assets.defs.ingestion import windows
     from mlops_assets.defs.sensors import landing_dir
     from mlops_assets.definitions import defs
-    from mlops_assets.replay import HEADER, Loop, replay
+    from mlops_assets.replay import HEADER, Loop, replay, timeline_means
     from mlops_assets.settings import home
     from mlops_assets.sources import fetch_elec2
 
@@ -121,29 +121,6 @@ def _replay(args, last: str) -> None:
     print(f"\n{retrains} retrain(s) over {len(steps)} months. The timeline is in the Dagster UI too:")
     print("sensor ticks under Automation, runs tagged mlops/trigger=landing or retrain, and the")
     print(f"monitoring/performance and monitoring/drift Delta tables. Run output: {log_path}")
-
-
-def timeline_means(steps) -> list[str]:
-    """Mean AUC of the champion in charge and of the first model never retrained, over all
-    labelled months and split at the first drifting month: the decay and the recovery in two
-    figures each."""
-    both = [s for s in steps if s.champion_auc is not None and s.static_auc is not None]
-    if not both:
-        return []
-
-    def means(part) -> str:
-        ours = sum(s.champion_auc for s in part) / len(part)
-        static = sum(s.static_auc for s in part) / len(part)
-        return f"champion in charge {ours:.3f}, first model never retrained {static:.3f}"
-
-    lines = [f"\nMean AUC over {len(both)} labelled months: {means(both)}."]
-    first = next((s.window for s in steps if s.drifted), None)
-    before = [s for s in both if first is None or s.window < first]
-    after = [s for s in both if first is not None and s.window >= first]
-    if before and after:
-        lines.append(f"  before the first drift ({len(before)} months, to {before[-1].window}): {means(before)}")
-        lines.append(f"  from the first drift ({len(after)} months, {first} on): {means(after)}")
-    return lines
 
 
 def run(args) -> int:

@@ -217,3 +217,26 @@ def format_step(s: Step) -> str:
     after = f"v{s.champion_after}" if s.champion_after else "-"
     return (f"{s.window:8} {share:>11} {verdict:>8} {champion:>8} {auc:>6} {static:>18} "
             f"{'yes' if s.retrained else 'no':>7} {after:>14}  {s.reason}")
+
+
+def timeline_means(steps) -> list[str]:
+    """Mean AUC of the champion in charge and of the first model never retrained, over all
+    labelled months and split at the first drifting month: the decay and the recovery in two
+    figures each."""
+    both = [s for s in steps if s.champion_auc is not None and s.static_auc is not None]
+    if not both:
+        return []
+
+    def means(part) -> str:
+        ours = sum(s.champion_auc for s in part) / len(part)
+        static = sum(s.static_auc for s in part) / len(part)
+        return f"champion in charge {ours:.3f}, first model never retrained {static:.3f}"
+
+    lines = [f"\nMean AUC over {len(both)} labelled months: {means(both)}."]
+    first = next((s.window for s in steps if s.drifted), None)
+    before = [s for s in both if first is None or s.window < first]
+    after = [s for s in both if first is not None and s.window >= first]
+    if before and after:
+        lines.append(f"  before the first drift ({len(before)} months, to {before[-1].window}): {means(before)}")
+        lines.append(f"  from the first drift ({len(after)} months, {first} on): {means(after)}")
+    return lines

@@ -100,8 +100,7 @@ def test_a_bad_delivery_fails_clearly_and_leaves_every_table_as_it_was(loop_step
 
 
 def test_timeline_means_split_at_the_first_drift():
-    from mlops_assets.cli import timeline_means
-    from mlops_assets.replay import Step
+    from mlops_assets.replay import Step, timeline_means
 
     def step(window, drifted, champion, static):
         return Step(window=window, drift_share=0.8 if drifted else 0.2, drifted=drifted,

@@ -14,6 +14,8 @@ from mlops_assets.versions import code_version_for, delta_data_version
 from mlops_assets.tables import markdown_table, read_table, table_metadata, table_version, write_table
 
 SPEC = current_spec()
+# The previous day's summary comes from the dbt mart, for datasets dbt models that ask for it.
+USES_MART = SPEC.name in DBT_DATASETS and SPEC.features.daily_summary
 DAILY_MART = dg.AssetKey(["daily_market"])
 LEAKAGE_CHECK = "no_single_feature_leak"
 SCHEMA_CHECK = "features_schema"
@@ -23,7 +25,7 @@ LEAKAGE_AUC = 0.95
 @dg.asset(
     group_name="features",
     kinds={"polars", "delta"},
-    deps=[RAW_KEY, *([DAILY_MART] if SPEC.name in DBT_DATASETS else [])],
+    deps=[RAW_KEY, *([DAILY_MART] if USES_MART else [])],
     code_version=code_version_for(__name__, "mlops_assets.features", "mlops_assets.validation",
                                   libraries=("polars",)),
     output_required=False,
@@ -40,7 +42,7 @@ def features(context: dg.AssetExecutionContext, lake: Lake):
     raw_version = table_version(raw_uri, lake.options)
     raw = read_table(raw_uri, raw_version, lake.options)
     daily, daily_version = None, None
-    if SPEC.name in DBT_DATASETS:
+    if USES_MART:
         mart_uri = lake.uri("marts", "daily_market")
         daily_version = table_version(mart_uri, lake.options)
         daily = read_table(mart_uri, daily_version, lake.options)
