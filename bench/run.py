@@ -1,9 +1,8 @@
 """`make bench`: the benchmarks of issue 7, as ratios measured in one run on this machine.
 
-    python bench/run.py                 # full run (drift at 1M x 25; 12-15 minutes on a quiet 2-core machine)
-    python bench/run.py --main-job      # plus the main job vs its compute done directly (1M rows)
-    python bench/run.py --main-job --memory-rows 10000000   # plus its peak memory at 10M rows
-    python bench/run.py --quick         # a few minutes: 100k-row drift, smaller frames
+    python bench/run.py                 # full run: every target at its stated size
+    python bench/run.py --quick         # a few minutes: 100k-row drift, smaller frames, no 10M run
+    python bench/run.py --memory-rows 0 # the full run without the 10M-row peak-memory run
     python bench/run.py --size 500000   # drift frame size
     python bench/run.py --only drift,delta --repeat 5
     python bench/run.py --elec2 /path/to/elec2.csv   # use a local copy (its sha256 is checked)
@@ -41,17 +40,16 @@ def _args(argv=None):
     p.add_argument("--rows", type=int, help="rows for the Delta, features and scoring measurements "
                                             "(default 1,000,000; quick 200,000)")
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is quoted")
-    p.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS[:-1])}")
-    p.add_argument("--main-job", action="store_true",
-                   help="also the main job against its compute done directly (1M rows; opt-in: "
-                        "about 5 minutes per repeat on 2 cores)")
-    p.add_argument("--main-job-rows", type=int, default=1_000_000, help="rows of the scaled Elec2 for --main-job")
-    p.add_argument("--main-job-repeat", type=int, default=2,
-                   help="product/direct pairs for --main-job (median quoted)")
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
+    p.add_argument("--main-job", action="store_true", help=argparse.SUPPRESS)  # now always in the run
+    p.add_argument("--main-job-rows", type=int,
+                   help="rows of the scaled Elec2 for the main job (default 1,000,000; quick 200,000)")
+    p.add_argument("--main-job-repeat", type=int, default=3,
+                   help="product/direct pairs for the main job (median quoted; 0: only the memory run)")
     p.add_argument("--trials", type=int, default=5, help="Optuna trials in the main-job runs")
-    p.add_argument("--memory-rows", type=int, default=0,
-                   help="also the main job's peak memory at this many rows (e.g. 10000000; opt-in, "
-                        "needs --main-job; one product run)")
+    p.add_argument("--memory-rows", type=int,
+                   help="the main job's peak memory at this many rows, one product run "
+                        "(default 10,000,000; quick and 0: not measured)")
     p.add_argument("--elec2", help="a local Elec2 CSV (else fetched with mlops_assets.sources.fetch_elec2)")
     p.add_argument("--trace-home", help="an existing MLOPS_HOME to trace a prediction in (else one is built; "
                                         "it is copied before its predictions table is grown)")
@@ -65,13 +63,14 @@ def _args(argv=None):
     a.rows = a.rows or (200_000 if a.quick else 1_000_000)
     if a.trace_rows is None:
         a.trace_rows = 1_000_000 if a.quick else 10_000_000
+    a.main_job_rows = a.main_job_rows or (200_000 if a.quick else 1_000_000)
+    if a.memory_rows is None:
+        a.memory_rows = 0 if a.quick else 10_000_000
+    if a.quick:
+        a.main_job_repeat = min(a.main_job_repeat, 1)
     if a.repeat < 1 or a.main_job_repeat < 0:
         p.error("--repeat must be >= 1 and --main-job-repeat >= 0 (0: only --memory-rows)")
-    if a.memory_rows and not a.main_job:
-        p.error("--memory-rows needs --main-job")
-    a.only = set(a.only.split(",")) if a.only else set(MEASUREMENTS[:-1])
-    if a.main_job:
-        a.only.add("main-job")
+    a.only = set(a.only.split(",")) if a.only else set(MEASUREMENTS)
     unknown = a.only - set(MEASUREMENTS)
     if unknown:
         p.error(f"unknown measurement(s): {', '.join(sorted(unknown))}")
@@ -241,19 +240,19 @@ What each side does:
   `write_table` adds its schema checks, commit metadata, creation check and row count. The bare
   read is `pl.read_parquet` of the very files the table holds; `read_table` adds the existence
   check and the Delta log (opened once).
-- *Main job* (`--main-job`, opt-in): Elec2 resampled to 1M rows, declared as a dataset
+- *Main job*: Elec2 resampled to 1M rows, declared as a dataset
   (`elec2_scaled`, 23 monthly windows, Parquet source; not modelled by dbt, so the `transform`
   group does not run). The product side is `mlops-assets run --trials N` in a fresh process on a
-  SQLite Dagster instance (ingestion with validation and quarantine, features and leakage check,
-  training set, Optuna on SQLite, model logged and registered in MLflow, evaluation, gate,
+  SQLite Dagster instance whose stores exist before the clock starts (ingestion with validation
+  and quarantine, features and leakage check, training set, Optuna on its journal file, model logged and registered in MLflow, evaluation, gate,
   champion, predictions with provenance ids, drift with its Evidently report, performance); per-step
   times come from the Dagster event log. The direct side does the same compute with the same
   functions and libraries and nothing else: `pl.read_parquet`, `write_deltalake` of each table,
   the product's polars feature expressions, the same Optuna study in memory, the same LightGBM
   training and predictions, the drift statistics and the Evidently report on the same sample. No
   Dagster, validation, MLflow, provenance or registry. Start-up imports are excluded on both sides.
-- *Peak memory* (`--memory-rows 10000000`, opt-in, with `--main-job`): one product run of the main
-  job at that size; the job process's high-water RSS (VmHWM).
+- *Peak memory* (`--memory-rows`, 10M by default): one product run of the main job at that
+  size; the job process's high-water RSS (VmHWM).
 """
 
 

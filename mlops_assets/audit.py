@@ -828,7 +828,7 @@ def reproduce(version: int, *, name: str | None = None, retrain: bool = True,
     from mlflow.exceptions import MlflowException
 
     from mlops_assets.training import (
-        SPLITS, Windows, choose_windows, content_hash, split_training_set, train_booster,
+        SPLITS, Windows, choose_windows, matches_content_hash, split_training_set, train_booster,
     )
 
     spec = spec or current_spec()
@@ -873,7 +873,7 @@ def reproduce(version: int, *, name: str | None = None, retrain: bool = True,
         valid_share, holdout_share = 0.15, 0.15
         shares_from = "defaults"
     rebuilt = split_training_set(spec, features, windows, valid_share, holdout_share)
-    digest = content_hash(rebuilt)
+    verified, digest = matches_content_hash(rebuilt, recorded_sha)
     result = {
         "model": {"name": name, "version": version, "mlflow_run_id": mv.run_id},
         "features": {"table": f"features/{spec.name}", "version": features_version},
@@ -885,10 +885,10 @@ def reproduce(version: int, *, name: str | None = None, retrain: bool = True,
             "shares_from": shares_from,
             "recorded_sha256": recorded_sha, "rebuilt_sha256": digest,
             "commit_sha256": (ts_info or {}).get("content_sha256"),
-            "verified": digest == recorded_sha,
+            "verified": verified,
         },
     }
-    if digest != recorded_sha:
+    if not verified:
         raise AuditError(
             f"The training set rebuilt from features/{spec.name} v{features_version} does not "
             f"match the one {name} v{version} was trained on: sha256 {digest[:12]} vs recorded "

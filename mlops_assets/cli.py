@@ -4,20 +4,46 @@ Heavy libraries (MLflow, Evidently, LightGBM) are imported only by the commands 
 """
 
 import argparse
+import functools
+import os
 import sys
 
 
-def _materialize(selection, tags=None, run_config=None):
+def _settings_key() -> tuple:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("MLOPS_", "DAGSTER_"))))
+
+
+@functools.cache
+def _cached_definitions(_key: tuple):
+    from mlops_assets.definitions import defs as load
+
+    return load()
+
+
+@functools.cache
+def _cached_instance(_key: tuple):
     import dagster as dg
 
-    from mlops_assets.definitions import defs
+    return dg.DagsterInstance.get()
 
-    instance = dg.DagsterInstance.get()
+
+def defs():
+    """The code location's definitions, loaded once per process and settings (each load scans
+    ``defs/`` again: about a second)."""
+    return _cached_definitions(_settings_key())
+
+
+def instance():
+    """The Dagster instance of ``DAGSTER_HOME``, opened once per process and settings."""
+    return _cached_instance(_settings_key())
+
+
+def _materialize(selection, tags=None, run_config=None):
     job = defs().resolve_implicit_global_asset_job_def()
     # Show the assets' own log lines (tuning progress, rows written), not every engine event.
     run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}}
     result = job.execute_in_process(
-        instance=instance, asset_selection=selection, tags=tags or {}, run_config=run_config,
+        instance=instance(), asset_selection=selection, tags=tags or {}, run_config=run_config,
         raise_on_error=False,
     )
     if not result.success:
@@ -57,14 +83,13 @@ def demo(args) -> int:
     print(f"    run {ingest.run_id} succeeded")
     print("2/2 transform (dbt), features, training set, tuning, model, evaluation, champion, predictions, drift")
     rest = dg.AssetSelection.all() - dg.AssetSelection.assets(RAW_KEY)
-    from mlops_assets.definitions import defs
 
     keys = list(rest.resolve(defs().resolve_asset_graph()))
     run_config = {"ops": {"hyperparameters": {"config": {"n_trials": args.trials}},
                           "training_set": {"config": {"scoring_window": args.through}}}}
     result = _materialize(keys, run_config=run_config)
     print(f"    run {result.run_id} succeeded\n")
-    print_summary()
+    print_summary(instance())
     if args.replay_through and args.replay_through != "none":
         _replay(args, last)
     return 0
@@ -92,7 +117,6 @@ def _replay(args, last: str) -> None:
 
     from mlops_assets.defs.ingestion import windows
     from mlops_assets.defs.sensors import landing_dir
-    from mlops_assets.definitions import defs
     from mlops_assets.replay import HEADER, Loop, replay, timeline_means
     from mlops_assets.settings import home
     from mlops_assets.sources import fetch_elec2
@@ -110,7 +134,7 @@ def _replay(args, last: str) -> None:
     print("each lands in the landing folder, is ingested, scored and monitored; a failing drift or")
     print("performance check makes the retrain sensor retrain, and the gate decides the champion.\n")
     print(HEADER)
-    loop = Loop(dg.DagsterInstance.get(), defs(),
+    loop = Loop(instance(), defs(),
                 run_config={"ops": {"hyperparameters": {"config": {"n_trials": args.trials}}}})
     log_path = home().root / "logs" / "replay.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,20 +153,19 @@ def run(args) -> int:
     import dagster as dg
 
     from mlops_assets.datasets import current_spec
-    from mlops_assets.definitions import defs
     from mlops_assets.defs.ingestion import RAW_KEY, windows
     from mlops_assets.settings import home, prepare_environment
     from mlops_assets.sources import batches
 
     h = prepare_environment()
     spec = current_spec()
-    instance = dg.DagsterInstance.get()
+    store = instance()
     if isinstance(windows, dg.DynamicPartitionsDefinition):
         found = list(batches(spec, h.downloads_dir))
-        new = [b for b in found if not instance.has_dynamic_partition(windows.name, b)]
+        new = [b for b in found if not store.has_dynamic_partition(windows.name, b)]
         if new:
-            instance.add_dynamic_partitions(windows.name, new)
-        keys = windows.get_partition_keys(dynamic_partitions_store=instance)
+            store.add_dynamic_partitions(windows.name, new)
+        keys = windows.get_partition_keys(dynamic_partitions_store=store)
     else:
         keys = windows.get_partition_keys()
     if args.windows:
@@ -158,7 +181,7 @@ def run(args) -> int:
     print(f"run {result.run_id} succeeded\n")
     from mlops_assets.summary import print_summary
 
-    print_summary()
+    print_summary(instance())
     return 0
 
 

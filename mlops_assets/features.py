@@ -13,6 +13,8 @@ from mlops_assets.datasets import DatasetSpec
 
 # Columns of the feature table that are not model inputs.
 KEY_COLUMNS = ("window", "label_at")
+# Provenance columns of the raw table, which features do not carry.
+SOURCE_COLUMNS = ("source_file", "source_sha256", "source_line", "loaded_at")
 
 
 def _lagged(spec: DatasetSpec) -> list[str]:
@@ -73,10 +75,10 @@ def build_features(spec: DatasetSpec, raw: pl.DataFrame, daily: pl.DataFrame | N
             (pl.col(day_key).cast(pl.Date) + pl.duration(days=1)).alias("_join_day")
         ).drop(day_key)
         df = df.with_columns(pl.col(ts).dt.date().alias("_join_day")).join(
-            prev, on="_join_day", how="left"
+            prev, on="_join_day", how="left", maintain_order="left"
         ).drop("_join_day")
-    drop = ["source_file", "source_sha256", "source_line", "loaded_at"]
-    return encode_categories(spec, df.drop([c for c in drop if c in df.columns])).sort(ts)
+    # Still in time order (sorted once above): a second sort would copy the whole table.
+    return encode_categories(spec, df.drop([c for c in SOURCE_COLUMNS if c in df.columns]))
 
 
 def _static_features(spec: DatasetSpec, raw: pl.DataFrame) -> pl.DataFrame:

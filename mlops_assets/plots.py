@@ -22,13 +22,34 @@ def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
-def markdown_image(fig: Figure, alt: str, link: str | None = None) -> str:
-    """The chart as a markdown image with the PNG inlined as a data URI, which the Dagster UI
-    renders in an asset's metadata. A chart too large to inline becomes a link instead."""
-    data = png_bytes(fig)
+def markdown_image(chart: Figure | bytes, alt: str, link: str | None = None) -> str:
+    """The chart (a figure or its PNG) as a markdown image with the PNG inlined as a data URI,
+    which the Dagster UI renders in an asset's metadata. A chart too large to inline becomes a
+    link instead."""
+    data = chart if isinstance(chart, bytes) else png_bytes(chart)
     if len(data) > MAX_INLINE_BYTES:
         return f"[{alt}]({link})" if link else f"({alt}: {len(data)} bytes, not inlined)"
     return f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode()})"
+
+
+def log_png(data: bytes, artifact_file: str, client=None, run_id: str | None = None) -> None:
+    """Log a rendered PNG as the MLflow artifact ``artifact_file``: to ``run_id`` through
+    ``client`` if given, else to the active run. (``log_figure`` would render the figure again.)"""
+    import tempfile
+    from pathlib import PurePosixPath
+
+    import mlflow
+
+    path = PurePosixPath(artifact_file)
+    folder = str(path.parent) if str(path.parent) != "." else None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = f"{tmp}/{path.name}"
+        with open(local, "wb") as f:
+            f.write(data)
+        if client is None:
+            mlflow.log_artifact(local, folder)
+        else:
+            client.log_artifact(run_id, local, folder)
 
 
 def optimisation_history(trials: list) -> Figure:

@@ -119,7 +119,10 @@ def replay(loop: Loop, windows: list[str], source_csv, landing, echo=print, log_
     sink = open(log_path, "a") if log_path else None
     try:
         for window in windows:
-            with contextlib.redirect_stdout(sink) if sink else contextlib.nullcontext():
+            with contextlib.ExitStack() as quiet:
+                if sink:  # MLflow and the sensors' loggers write to stderr
+                    quiet.enter_context(contextlib.redirect_stdout(sink))
+                    quiet.enter_context(contextlib.redirect_stderr(sink))
                 step = _replay_window(loop, window, source_csv, landing)
             steps.append(step)
             echo(format_step(step))
@@ -219,6 +222,10 @@ def format_step(s: Step) -> str:
             f"{'yes' if s.retrained else 'no':>7} {after:>14}  {s.reason}")
 
 
+def _months(n: int, kind: str = "") -> str:
+    return f"{n} {kind}month{'' if n == 1 else 's'}"
+
+
 def timeline_means(steps) -> list[str]:
     """Mean AUC of the champion in charge and of the first model never retrained, over all
     labelled months and split at the first drifting month: the decay and the recovery in two
@@ -232,11 +239,11 @@ def timeline_means(steps) -> list[str]:
         static = sum(s.static_auc for s in part) / len(part)
         return f"champion in charge {ours:.3f}, first model never retrained {static:.3f}"
 
-    lines = [f"\nMean AUC over {len(both)} labelled months: {means(both)}."]
+    lines = [f"\nMean AUC over {_months(len(both), 'labelled ')}: {means(both)}."]
     first = next((s.window for s in steps if s.drifted), None)
     before = [s for s in both if first is None or s.window < first]
     after = [s for s in both if first is not None and s.window >= first]
     if before and after:
-        lines.append(f"  before the first drift ({len(before)} months, to {before[-1].window}): {means(before)}")
-        lines.append(f"  from the first drift ({len(after)} months, {first} on): {means(after)}")
+        lines.append(f"  before the first drift ({_months(len(before))}, to {before[-1].window}): {means(before)}")
+        lines.append(f"  from the first drift ({_months(len(after))}, {first} on): {means(after)}")
     return lines

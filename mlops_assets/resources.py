@@ -73,7 +73,8 @@ class MlflowTracking(dg.ConfigurableResource):
 
 
 class OptunaStudies(dg.ConfigurableResource):
-    """Optuna storage: SQLite under the home by default, any RDB URL so that workers can share a study."""
+    """Optuna storage: a journal file under the home by default; a database URL (e.g.
+    ``postgresql://…``) lets workers on several machines share a study."""
 
     storage: str
 

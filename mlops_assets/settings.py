@@ -8,7 +8,7 @@ storage, an MLflow server or a Postgres-backed Dagster instance by configuration
 - ``MLOPS_DELTA_ROOT``: Delta Lake root (a path or an ``s3://``, ``az://`` ... URI)
 - ``MLOPS_MLFLOW_TRACKING_URI``: MLflow tracking store and registry (SQLite by default)
 - ``MLOPS_MLFLOW_ARTIFACTS``: where new MLflow experiments keep artifacts
-- ``MLOPS_OPTUNA_STORAGE``: Optuna storage (any SQLAlchemy URL)
+- ``MLOPS_OPTUNA_STORAGE``: Optuna storage: a journal file path, or a database URL
 - ``MLOPS_DUCKDB_PATH``: the DuckDB warehouse dbt builds into
 - ``MLOPS_DBT_TARGET_PATH``: dbt's target directory (manifest, parse state)
 - ``DAGSTER_HOME``: the Dagster instance (runs, event log, sensor ticks)
@@ -65,7 +65,7 @@ class Home:
 
     @property
     def optuna_storage(self) -> str:
-        return os.environ.get("MLOPS_OPTUNA_STORAGE", f"sqlite:///{self.root / 'optuna' / 'optuna.db'}")
+        return os.environ.get("MLOPS_OPTUNA_STORAGE", str(self.root / "optuna" / "journal.log"))
 
     @property
     def duckdb_path(self) -> str:

@@ -15,10 +15,10 @@ def _latest_meta(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def print_summary() -> None:
+def print_summary(instance: dg.DagsterInstance | None = None) -> None:
     spec = current_spec()
     h = home()
-    instance = dg.DagsterInstance.get()
+    instance = instance or dg.DagsterInstance.get()
     tables = [
         ("raw", spec.name), ("features", spec.name), ("training_set", spec.name),
         ("predictions", spec.name), ("monitoring", "drift"), ("registry", "promotions"),

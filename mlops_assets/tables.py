@@ -105,13 +105,25 @@ def read_table(
 
     The log is read once: the table opened for the existence check is the one polars scans.
     """
+    return pl.read_delta(_opened(uri, version, storage_options))
+
+
+def scan_table(
+    uri: str, version: int | None = None, storage_options: dict | None = None
+) -> pl.LazyFrame:
+    """:func:`read_table` as a lazy frame: the columns and rows a query keeps are all that is
+    read, files and row groups being skipped by their statistics where a filter allows."""
+    return pl.scan_delta(_opened(uri, version, storage_options))
+
+
+def _opened(uri: str, version: int | None, storage_options: dict | None) -> DeltaTable:
     table = open_table(uri, storage_options)
     if table is None:
         raise FileNotFoundError(
             f"No Delta table at {uri}: materialize the asset that writes it first.")
     if version is not None and version != table.version():
         table.load_as_version(version)
-    return pl.read_delta(table)
+    return table
 
 
 # --------------------------------------------------------------------------------------------

@@ -61,3 +61,14 @@ def test_every_asset_has_a_description_and_code_version():
         if key.path[0] not in dbt:
             assert node.description, key
             assert re.fullmatch(r"[0-9a-f]{12}", node.code_version), (key, node.code_version)
+
+
+def test_the_cli_loads_the_definitions_and_instance_once_per_settings(tmp_path, monkeypatch):
+    """Each load of the code location scans ``defs/`` again (about a second), so the CLI keeps
+    one per process, and a new one when the settings it was built from change."""
+    from mlops_assets import cli
+
+    first = cli.defs()
+    assert cli.defs() is first and cli.instance() is cli.instance()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert cli.defs() is not first and cli.instance().root_directory == str(tmp_path)

@@ -107,3 +107,37 @@ def test_single_feature_auc_matches_scikit_learn_with_ties_and_non_finite_values
     # one class only among the rows: no AUC, no crash
     one_class = df.with_columns(pl.lit(1).alias("y"))
     assert single_feature_auc(one_class, "y", ["leak"]).height == 0
+
+
+def test_the_leakage_check_samples_a_large_table_and_still_finds_the_leak(tmp_path, monkeypatch):
+    """Run through Dagster on a real Delta feature table: above the sample size the check reads
+    every k-th labelled row only, and a feature that restates the label still fails it."""
+    import dagster as dg
+    from model_lab import synthetic_features
+
+    from mlops_assets.defs import features as feature_defs
+    from mlops_assets.resources import Lake
+    from mlops_assets.tables import write_table
+
+    monkeypatch.setattr(feature_defs, "LEAKAGE_SAMPLE_ROWS", 150)
+    spec = current_spec()
+    lake = Lake(root_uri=str(tmp_path / "delta"))
+    base = synthetic_features().with_columns(   # 800 rows; the last 40 not labelled yet
+        pl.when(pl.int_range(pl.len()) >= 760).then(None).otherwise(pl.col(spec.label)).alias(spec.label))
+    noise = np.random.default_rng(3).normal(0, 0.1, base.height)
+
+    def check(frame):
+        write_table(lake.uri("features", spec.name), frame, mode="overwrite", evolve_schema=True)
+        result = dg.materialize([feature_defs.features, feature_defs.no_single_feature_leak],
+                                selection=dg.AssetSelection.checks(feature_defs.no_single_feature_leak),
+                                resources={"lake": lake}, instance=dg.DagsterInstance.ephemeral())
+        (evaluation,) = result.get_asset_check_evaluations()
+        return evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()}
+
+    passed, meta = check(base)
+    assert passed and meta["labelled_rows"] == 760 and 150 <= meta["rows_used"] < 300
+    assert meta["strongest_auc"] < 0.95
+    leaky = base.with_columns((pl.col(spec.label).fill_null(0) + pl.Series(noise)).alias("label_echo"))
+    passed, meta = check(leaky)
+    assert not passed and meta["strongest_feature"] == "label_echo" and meta["strongest_auc"] > 0.95
+    assert meta["rows_used"] < 760

@@ -26,6 +26,7 @@ from mlops_assets.tables import (
     WriteConflict,
     open_table,
     read_table,
+    scan_table,
     table_metadata,
     table_version,
     to_pandas_safe,
@@ -49,6 +50,17 @@ def rows(uri, *by) -> list[dict]:
 @pytest.fixture
 def uri(tmp_path) -> str:
     return str(tmp_path / "table")
+
+
+def test_scan_table_reads_a_version_lazily_as_read_table_does(uri):
+    write_table(uri, pl.DataFrame({"window": ["a", "b"], "x": [1, 2]}))
+    write_table(uri, pl.DataFrame({"window": ["c"], "x": [3]}))
+    for version in (0, 1, None):
+        lazy = scan_table(uri, version).filter(pl.col("x") > 1).select("x").collect()
+        assert lazy.equals(read_table(uri, version).filter(pl.col("x") > 1).select("x"))
+    assert scan_table(uri, 0).collect().height == 2
+    with pytest.raises(FileNotFoundError, match="materialize the asset"):
+        scan_table(uri + "_missing")
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from mlops_assets.defs.features import features
 from mlops_assets.defs.training import training_set
 from mlops_assets.resources import Lake, MlflowTracking, ReportStore
 from mlops_assets.tables import markdown_table
-from mlops_assets.tables import read_table, table_metadata, table_version, write_table
+from mlops_assets.tables import read_table, scan_table, table_metadata, table_version, write_table
 from mlops_assets.versions import code_version_for, delta_data_version
 
 SPEC = current_spec()
@@ -40,12 +40,13 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: L
     columns = [*SPEC.numeric, *SPEC.categorical]
     ts_uri, feat_uri = lake.uri("training_set", SPEC.name), lake.uri("features", SPEC.name)
     ts_version, feat_version = table_version(ts_uri, lake.options), table_version(feat_uri, lake.options)
-    reference = read_table(ts_uri, ts_version, lake.options)
-    feats = read_table(feat_uri, feat_version, lake.options)
-    window = feats["window"].max()
-    current = feats.filter(pl.col("window") == window)
-    ref_cols = [c for c in columns if c in reference.columns]
-    cur_cols = [c for c in columns if c in current.columns]
+    reference = scan_table(ts_uri, ts_version, lake.options)
+    feats = scan_table(feat_uri, feat_version, lake.options)
+    ref_cols = [c for c in columns if c in reference.collect_schema()]
+    cur_cols = [c for c in columns if c in feats.collect_schema()]
+    window = feats.select(pl.col("window").max()).collect().item()
+    reference = reference.select(ref_cols).collect()
+    current = feats.filter(pl.col("window") == window).select(cur_cols).collect()
     summary = detect_drift(
         reference.select(ref_cols), current.select(cur_cols),
         numeric=[c for c in SPEC.numeric], categorical=[c for c in SPEC.categorical],
@@ -137,9 +138,8 @@ def model_performance(context: dg.AssetExecutionContext, config: PerformanceConf
     from sklearn.metrics import accuracy_score, roc_auc_score
 
     preds = read_table(lake.uri("predictions", SPEC.name), storage_options=lake.options)
-    feats = read_table(lake.uri("features", SPEC.name), storage_options=lake.options)
     keys = list(SPEC.key_columns)
-    labels = feats.select(*keys, SPEC.label)
+    labels = scan_table(lake.uri("features", SPEC.name), storage_options=lake.options).select(*keys, SPEC.label).collect()
     joined = preds.join(labels, on=keys, how="left")
     client = mlflow.client()
     rows = []

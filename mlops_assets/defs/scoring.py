@@ -10,7 +10,7 @@ from mlops_assets.datasets import current_spec
 from mlops_assets.defs.features import features
 from mlops_assets.prediction_ids import prediction_ids
 from mlops_assets.resources import Lake, MlflowTracking
-from mlops_assets.tables import read_table, table_metadata, table_version, write_table
+from mlops_assets.tables import scan_table, table_metadata, table_version, write_table
 from mlops_assets.versions import code_version_for, delta_data_version
 
 SPEC = current_spec()
@@ -46,30 +46,30 @@ def predictions(context: dg.AssetExecutionContext, champion: dict, lake: Lake, m
     replaces its rows; other models' predictions stay."""
     import mlflow as ml
 
-    mlflow.setup()
+    client = mlflow.client()
     name, version = champion["name"], champion["version"]
-    alias_now = int(mlflow.client().get_model_version_by_alias(name, "champion").version)
+    alias_now = int(client.get_model_version_by_alias(name, "champion").version)
     if alias_now != version:
         context.log.warning("Champion alias moved to v%s since the champion asset ran; scoring with v%s", alias_now, alias_now)
         version = alias_now
-    lineage = ml.artifacts.load_dict(f"runs:/{mlflow.client().get_model_version(name, str(version)).run_id}/training_set.json")
+    mv = client.get_model_version(name, str(version))
+    run_id = mv.run_id
+    lineage = ml.artifacts.load_dict(f"runs:/{run_id}/training_set.json")
     feats = lineage["features"]
     booster = ml.lightgbm.load_model(f"models:/{name}/{version}")
-    run_id = mlflow.client().get_model_version(name, str(version)).run_id
     # What this version was trained on, kept in Delta so that a trace needs no MLflow.
-    mv = mlflow.client().get_model_version(name, str(version))
     record_model_lineage(
         lake.uri("registry", "model_lineage"),
-        lineage_row(name, version, mlflow.client().get_run(run_id), lineage, mv.creation_timestamp,
+        lineage_row(name, version, client.get_run(run_id), lineage, mv.creation_timestamp,
                     context.run.run_id),
         storage_options=lake.options,
     )
 
     feat_uri = lake.uri("features", SPEC.name)
     feat_version = table_version(feat_uri, lake.options)
-    table = read_table(feat_uri, feat_version, lake.options)
-    window = table["window"].max()
-    rows = table.filter(pl.col("window") == window)
+    table = scan_table(feat_uri, feat_version, lake.options)
+    window = table.select(pl.col("window").max()).collect().item()
+    rows = table.filter(pl.col("window") == window).collect()
     out = scored_rows(rows, booster, feats, SPEC.key_columns, name=name, version=version,
                       run_id=run_id, features_version=feat_version, dagster_run_id=context.run.run_id)
     # Stored in id order: every row of this write shares the id's "<window>.<version>." prefix,

@@ -35,6 +35,7 @@ from mlops_assets.training import (
     choose_windows,
     confusion_matrix,
     content_hash,
+    matches_content_hash,
     make_pruner,
     param_importances,
     split_training_set,
@@ -145,9 +146,9 @@ def _lineage(lake: Lake, version: int, df: pl.DataFrame) -> dict:
     uri = lake.uri("training_set", SPEC.name)
     history = open_table(uri, lake.options).history()
     commit = next((h for h in history if h.get("version") == version), {})
-    digest = content_hash(df)
     recorded = commit.get("content_sha256")
-    if recorded and recorded != digest:
+    same, digest = matches_content_hash(df, recorded) if recorded else (True, content_hash(df))
+    if not same:
         raise dg.Failure(
             f"{uri} version {version} does not match the content hash recorded when it was "
             f"written ({recorded[:12]} vs {digest[:12]}); nothing was logged or registered."
@@ -190,7 +191,10 @@ class TuningConfig(dg.Config):
 
 
 def _storage_for_display(storage: str) -> str:
-    """The storage URL without a password, fit for metadata and MLflow tags."""
+    """The storage URL without a password (or the journal file's path), fit for metadata and
+    MLflow tags."""
+    if "://" not in storage:
+        return storage
     from sqlalchemy.engine import make_url
 
     return make_url(storage).render_as_string(hide_password=True)
@@ -233,8 +237,8 @@ def hyperparameters(
         schema={"trial": pl.Int64, "state": pl.String, "value": pl.Float64, "reason": pl.String},
         orient="row",
     )
-    history_chart = plots.optimisation_history(study.trials)
-    importance_chart = plots.param_importances(importances) if importances else None
+    history_chart = plots.png_bytes(plots.optimisation_history(study.trials))
+    importance_chart = plots.png_bytes(plots.param_importances(importances)) if importances else None
     summary = {
         "study_name": study_name, "trials": len(study.trials), "states": states,
         "best_trial": best.number, "best_value": float(best.value), "params": params,
@@ -253,9 +257,9 @@ def hyperparameters(
         ml.log_params(params)
         ml.log_metrics({"best_valid_auc": float(best.value), "trials": len(study.trials),
                         **{f"trials_{s.lower()}": n for s, n in states.items()}})
-        ml.log_figure(history_chart, "tuning/optimisation_history.png")
+        plots.log_png(history_chart, "tuning/optimisation_history.png")
         if importance_chart is not None:
-            ml.log_figure(importance_chart, "tuning/param_importances.png")
+            plots.log_png(importance_chart, "tuning/param_importances.png")
         ml.log_dict({**summary, "importances": importances}, "tuning/summary.json")
         ml.log_text(trials.write_csv(), "tuning/trials.csv")
         run_id, exp_id = run.info.run_id, run.info.experiment_id
@@ -523,8 +527,8 @@ def evaluation(
             {"feature": booster.feature_name(), "gain": booster.feature_importance("gain").astype(float)}
         ).sort("gain", descending=True)
         title = f"{model['name']} v{model['version']} on {len(y)} holdout rows"
-        chart = plots.evaluation(calibration, importance, title)
-        client.log_figure(model["run_id"], chart, "evaluation/holdout.png")
+        chart = plots.png_bytes(plots.evaluation(calibration, importance, title))
+        plots.log_png(chart, "evaluation/holdout.png", client, model["run_id"])
         client.log_dict(model["run_id"], {"window": window, "threshold": config.threshold,
                                           "challenger": challenger, "champion": champion,
                                           "champion_version": champion_version,
