@@ -66,9 +66,9 @@ test-ui: $(STAMP)
 	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; }
 	MLOPS_UI_TESTS=1 MLOPS_UI_SCREENSHOTS=$(UI_SCREENSHOTS) $(BIN)/python -m pytest mlops_assets_tests/ui $(PYTEST_ARGS)
 
-# Benchmarks against the libraries and peers (issue 7); writes docs/benchmarks.md.
-# `make bench BENCH_ARGS=--quick` takes a few minutes; the full run 12-15 minutes on a quiet 2-core
-# machine. Opt-in: --main-job (about 10 minutes more), --memory-rows 10000000 (with --main-job).
+# Benchmarks against the libraries and peers; writes docs/benchmarks.md. The full run (every
+# target at its stated size, the main job and its 10M-row peak memory included) takes about 11
+# minutes on a quiet 2-core machine; `make bench BENCH_ARGS=--quick` a few.
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -283,7 +283,7 @@ def run(elec2_csv: Path, rows: int, repeat: int, trials: int, memory_rows: int |
                 out.append(Row(
                     f"main job peak memory, Elec2 scaled to {memory_rows:,} rows", gib(peak), "–", None, "",
                     "< 8 GiB", peak < 8 * 2**30,
-                    f"high-water RSS of the job's process (VmHWM; children {gib(r['child_peak_bytes'])}); "
+                    "high-water RSS (VmHWM) of the job's process, or of a child it waited for if higher; "
                     f"the run took {r['seconds']:.0f} s ({time.perf_counter() - t0:.0f} s with start-up)"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
