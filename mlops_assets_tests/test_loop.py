@@ -110,5 +110,5 @@ def test_timeline_means_split_at_the_first_drift():
     lines = timeline_means([step("1996-09", False, 0.70, 0.70), step("1997-05", True, 0.74, 0.60),
                             step("1997-06", False, 0.80, 0.62), step("1997-07", True, None, 0.5)])
     assert "over 3 labelled months: champion in charge 0.747, first model never retrained 0.640" in lines[0]
-    assert "(1 months, to 1996-09): champion in charge 0.700, first model never retrained 0.700" in lines[1]
+    assert "(1 month, to 1996-09): champion in charge 0.700, first model never retrained 0.700" in lines[1]
     assert "(2 months, 1997-05 on): champion in charge 0.770, first model never retrained 0.610" in lines[2]
