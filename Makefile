@@ -18,11 +18,16 @@ STAMP := $(VENV)/.installed
 # install time, as pip does and uv does not by default: otherwise every process (each CLI call,
 # each test subprocess) compiles the libraries it imports again where .pyc files cannot be
 # written (PYTHONDONTWRITEBYTECODE, a read-only venv); `mlops-assets trace` spent 1.6 s doing so.
-$(STAMP): requirements.lock pyproject.toml
+# compileall covers the whole environment, so a venv installed before this step gets its bytecode
+# too (the Makefile is a prerequisite for that); files already compiled cost a stat each. Files
+# that are not Python 3.11 (templates in some packages) are skipped quietly.
+$(STAMP): requirements.lock pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/python -m pip install -q uv
-	$(BIN)/python -m uv pip install --python $(BIN)/python --require-hashes --compile-bytecode -r requirements.lock
+	$(BIN)/python -m uv pip install --python $(BIN)/python --require-hashes -r requirements.lock
 	$(BIN)/python -m uv pip install --python $(BIN)/python --no-deps -e .
+	@echo "compiling bytecode"; $(BIN)/python -m compileall -qq -j 0 \
+	    "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
 	@touch $@
 
 install: $(STAMP)
