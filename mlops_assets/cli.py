@@ -9,8 +9,16 @@ import os
 import sys
 
 
+# What the definitions' resources and the instance are built from (``settings``, ``resources``).
+# Variables read while a run or a sensor tick executes (e.g. the retrain cooldown) are left out,
+# and so is MLOPS_DATASET: the asset modules fix their dataset when first imported.
+_SETTINGS = ("MLOPS_HOME", "DAGSTER_HOME", "MLOPS_DELTA_ROOT", "MLOPS_DUCKDB_PATH",
+             "MLOPS_OPTUNA_STORAGE", "MLOPS_MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_ARTIFACTS",
+             "MLOPS_MLFLOW_EXPERIMENT", "MLOPS_MLFLOW_UI_URL", "MLOPS_DBT_TARGET_PATH", "MLOPS_EXECUTOR")
+
+
 def _settings_key() -> tuple:
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("MLOPS_", "DAGSTER_"))))
+    return tuple(os.environ.get(name) for name in _SETTINGS)
 
 
 @functools.cache
@@ -21,21 +29,21 @@ def _cached_definitions(_key: tuple):
 
 
 @functools.cache
-def _cached_instance(_key: tuple):
+def _cached_instance(_dagster_home: str | None):
     import dagster as dg
 
     return dg.DagsterInstance.get()
 
 
 def defs():
-    """The code location's definitions, loaded once per process and settings (each load scans
-    ``defs/`` again: about a second)."""
+    """The code location's definitions, loaded once per process for the same stores (each load
+    scans ``defs/`` again: about a second). The dataset is fixed for the process."""
     return _cached_definitions(_settings_key())
 
 
 def instance():
-    """The Dagster instance of ``DAGSTER_HOME``, opened once per process and settings."""
-    return _cached_instance(_settings_key())
+    """The Dagster instance of ``DAGSTER_HOME``, opened once per process."""
+    return _cached_instance(os.environ.get("DAGSTER_HOME"))
 
 
 def _materialize(selection, tags=None, run_config=None):
@@ -332,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("summary", help="print what the home holds: tables, model, champion, drift")
     p.set_defaults(func=summary)
     p = sub.add_parser("trace", help="one prediction (or, with --model-version, a model's training data) back to its model, training set, tables, source files, code and runs")
-    p.add_argument("prediction_id", nargs="?", default=None)
+    p.add_argument("prediction_id", nargs="?", default=None,
+                   help="a prediction id from the predictions table, e.g. 1998-12.21.51cfc1711cdada19")
     p.add_argument("--model-version", type=_positive, default=None,
                    help="instead of a prediction: the training data of this registered model version")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
@@ -359,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.set_defaults(func=vacuum)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

@@ -65,7 +65,14 @@ class Home:
 
     @property
     def optuna_storage(self) -> str:
-        return os.environ.get("MLOPS_OPTUNA_STORAGE", str(self.root / "optuna" / "journal.log"))
+        """MLOPS_OPTUNA_STORAGE, else the home's journal file. A home made before the journal was
+        the default keeps its SQLite database, so that its studies resume."""
+        if "MLOPS_OPTUNA_STORAGE" in os.environ:
+            return os.environ["MLOPS_OPTUNA_STORAGE"]
+        legacy = self.root / "optuna" / "optuna.db"  # a home made before the journal default
+        if legacy.exists() and not (self.root / "optuna" / "journal.log").exists():
+            return f"sqlite:///{legacy}"
+        return str(self.root / "optuna" / "journal.log")
 
     @property
     def duckdb_path(self) -> str:

@@ -79,6 +79,11 @@ def order_column(spec: DatasetSpec) -> str:
     return spec.timestamp if spec.has_time else "window"
 
 
+# Types numpy holds exactly, value by value, in fixed-width arrays.
+_FIXED_WIDTH = (pl.Boolean, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32,
+                pl.UInt64, pl.Float32, pl.Float64)
+
+
 def content_hash(df: pl.DataFrame) -> str:
     """sha256 of a frame's column names, types and values in row order, to verify a rebuilt
     training set. Each column is hashed from its values' fixed-width little-endian bytes (time as
@@ -97,13 +102,13 @@ def content_hash(df: pl.DataFrame) -> str:
             s = s.cast(pl.String).fill_null("")
             digest.update(s.str.len_bytes().to_numpy().astype("<u4").tobytes())
             digest.update(s.str.join("").item().encode())
-        elif dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean:
+        elif dtype in _FIXED_WIDTH or dtype.is_temporal():
             s = s.to_physical() if dtype.is_temporal() else s
             if nulls:
                 s = s.fill_null(False if s.dtype == pl.Boolean else 0)
             values = s.to_numpy()
             digest.update(np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes())
-        else:  # nested and other rare types: their values' text
+        else:  # decimals, 128-bit integers, nested types: their values' text
             digest.update(repr(s.to_list()).encode())
     return digest.hexdigest()
 
@@ -380,15 +385,26 @@ def study_storage(storage: str | None):
     several machines can share; anything else is the path of a journal file (Optuna's
     append-only ``JournalFileBackend``), the default: on one machine or a shared file system it
     records a trial in well under a millisecond, where SQLite commits take tens."""
-    if storage is None or "://" in storage:
-        return storage
     from pathlib import Path
 
+    if storage is None:
+        return None
+    if not storage.strip():
+        raise ValueError("The Optuna storage is empty: set MLOPS_OPTUNA_STORAGE to a journal file "
+                         "path or a database URL, or unset it for the default.")
+    if "://" in storage:
+        if storage.startswith("sqlite:///") and storage != "sqlite:///:memory:":
+            Path(storage.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return storage
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(storage))
+    path = Path(storage).expanduser()
+    if path.is_dir():
+        raise ValueError(f"The Optuna storage {storage} (MLOPS_OPTUNA_STORAGE) is a folder: give a "
+                         f"journal file in it, such as {path / 'journal.log'}, or a database URL.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def run_study(

@@ -141,3 +141,5 @@ def test_the_leakage_check_samples_a_large_table_and_still_finds_the_leak(tmp_pa
     passed, meta = check(leaky)
     assert not passed and meta["strongest_feature"] == "label_echo" and meta["strongest_auc"] > 0.95
     assert meta["rows_used"] < 760
+    passed, meta = check(base.with_columns(pl.lit(None, pl.Int64).alias(spec.label)))  # no labels yet
+    assert passed and meta["rows_used"] == 0 and "no feature could be tested" in meta["note"]

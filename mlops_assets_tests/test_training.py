@@ -146,6 +146,33 @@ def test_the_default_journal_storage_resumes_a_study(tmp_path):
     assert len(more.trials) == 6 and [t.params for t in more.trials[:4]] == params
 
 
+def test_a_bad_storage_setting_is_named_and_folders_are_made(tmp_path, monkeypatch):
+    from mlops_assets.training import study_storage
+
+    with pytest.raises(ValueError, match="MLOPS_OPTUNA_STORAGE"):
+        study_storage("  ")
+    with pytest.raises(ValueError, match="is a folder"):
+        study_storage(str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    study_storage("~/studies/journal.log")
+    assert (tmp_path / "user" / "studies").is_dir()
+    url = f"sqlite:///{tmp_path / 'new' / 'o.db'}"
+    assert study_storage(url) == url and (tmp_path / "new").is_dir()
+
+
+def test_a_home_made_before_the_journal_default_keeps_its_sqlite_studies(tmp_path, monkeypatch):
+    from mlops_assets.settings import Home
+
+    monkeypatch.delenv("MLOPS_OPTUNA_STORAGE", raising=False)
+    home = Home(tmp_path)
+    assert home.optuna_storage == str(tmp_path / "optuna" / "journal.log")
+    (tmp_path / "optuna").mkdir()
+    (tmp_path / "optuna" / "optuna.db").touch()
+    assert home.optuna_storage == f"sqlite:///{tmp_path / 'optuna' / 'optuna.db'}"
+    monkeypatch.setenv("MLOPS_OPTUNA_STORAGE", "elsewhere.log")
+    assert home.optuna_storage == "elsewhere.log"
+
+
 # --------------------------------------------------------------------------------------------
 # Content hashes of training sets
 
@@ -171,6 +198,16 @@ def test_the_content_hash_sees_values_nulls_order_names_and_types():
     assert len(hashes) == len(variants)
     # text is hashed with each value's length: moving a character between values shows
     assert content_hash(pl.DataFrame({"s": ["ab", "c"]})) != content_hash(pl.DataFrame({"s": ["a", "bc"]}))
+    # types numpy cannot hold value by value are hashed from their text, the same every time
+    from decimal import Decimal
+
+    def decimals(*values):
+        return pl.DataFrame({"d": list(values)}, schema={"d": pl.Decimal(10, 2)})
+
+    assert content_hash(decimals(Decimal("1.10"), None)) == content_hash(decimals(Decimal("1.10"), None))
+    assert content_hash(decimals(Decimal("1.10"), None)) != content_hash(decimals(Decimal("1.20"), None))
+    wide = pl.DataFrame({"i": [2**100, 1]}, schema={"i": pl.Int128})
+    assert content_hash(wide) != content_hash(wide.reverse())
 
 
 def test_the_content_hash_is_pinned_and_older_csv_hashes_still_verify():
@@ -363,3 +400,24 @@ def test_registration_refuses_a_version_without_a_signature(tmp_path):
     with pytest.raises(RegistryError, match="unsigned version 1 has no input signature"):
         require_signature(client, "unsigned", info.registered_model_version, ["Column_0", "Column_1"])
     assert client.search_model_versions("name='unsigned'") == []
+
+
+def test_a_study_is_named_after_the_hash_its_training_set_recorded(tmp_path, monkeypatch):
+    """A training set written by an earlier build recorded a CSV content hash: tuning on it names
+    the study after that hash (so the study of the same data resumes) and the model verifies."""
+    from mlops_assets.defs import training as training_defs
+    from mlops_assets.training import content_hash, csv_content_hash
+
+    with dg.instance_for_test() as instance:
+        lab = Lab(tmp_path, instance)
+        lab.write_features()
+        monkeypatch.setattr(training_defs, "content_hash", csv_content_hash)  # the earlier build
+        lab.materialize(["training_set"])
+        monkeypatch.undo()
+        legacy = lab.meta("training_set")["content_sha256"]
+        frame = read_table(lab.uri("training_set", SPEC.name))
+        assert legacy == csv_content_hash(frame) != content_hash(frame)
+        lab.materialize(["hyperparameters", "model"], trials=2)
+        assert lab.meta("hyperparameters")["study_name"].endswith(legacy[:12])
+        run = lab.client().get_run(lab.meta("model")["mlflow_run_id"])
+        assert run.data.tags["training_set_sha256"] == legacy

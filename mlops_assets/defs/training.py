@@ -140,12 +140,17 @@ def _splits(lake: Lake, version: int | None = None):
     return version, df, parts, feats
 
 
+def _commit(lake: Lake, version: int) -> dict:
+    """The training_set table's commit of ``version``, with the provenance recorded in it."""
+    history = open_table(lake.uri("training_set", SPEC.name), lake.options).history()
+    return next((h for h in history if h.get("version") == version), {})
+
+
 def _lineage(lake: Lake, version: int, df: pl.DataFrame) -> dict:
     """Where training set ``version`` came from, from its own Delta commit, after checking that
     the rows read are the rows that were written (the commit's content hash)."""
     uri = lake.uri("training_set", SPEC.name)
-    history = open_table(uri, lake.options).history()
-    commit = next((h for h in history if h.get("version") == version), {})
+    commit = _commit(lake, version)
     recorded = commit.get("content_sha256")
     same, digest = matches_content_hash(df, recorded) if recorded else (True, content_hash(df))
     if not same:
@@ -214,7 +219,11 @@ def hyperparameters(
     import optuna as op
 
     version, df, parts, feats = _splits(lake)
-    study_name = f"{MODEL_NAME}-{content_hash(df)[:12]}"
+    # Named after the content hash the training set's commit recorded (an earlier build's CSV
+    # hash on an older table), so that the same data resumes the same study.
+    recorded = _commit(lake, version).get("content_sha256")
+    digest = matches_content_hash(df, recorded)[1] if recorded else content_hash(df)
+    study_name = f"{MODEL_NAME}-{digest[:12]}"
     pruner = (make_pruner(config.pruning_startup_trials, config.pruning_warmup_rounds)
               if config.pruning else op.pruners.NopPruner())
 
