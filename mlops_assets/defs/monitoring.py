@@ -48,13 +48,13 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, lake: L
     reference = reference.select(ref_cols).collect()
     current = feats.filter(pl.col("window") == window).select(cur_cols).collect()
     summary = detect_drift(
-        reference.select(ref_cols), current.select(cur_cols),
+        reference, current,
         numeric=[c for c in SPEC.numeric], categorical=[c for c in SPEC.categorical],
         numeric_threshold=config.numeric_threshold, categorical_threshold=config.categorical_threshold,
         drift_share=config.drift_share,
     )
     html = write_evidently_report(
-        reference.select(ref_cols), current.select(cur_cols), list(SPEC.numeric), list(SPEC.categorical),
+        reference, current, list(SPEC.numeric), list(SPEC.categorical),
         reports.path("drift", f"{SPEC.name}_{window}.html"), sample_rows=config.report_sample_rows,
     )
     frame = summary.to_frame().with_columns(
